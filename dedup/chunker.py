@@ -1,0 +1,90 @@
+"""Streaming content-defined chunking (FastCDC) whose cut points do not depend on how the
+body arrived.
+
+FastCDC decides the end of a chunk that starts at offset ``p`` from the bytes in
+``[p, p + max_size)`` only. So a cut is final as soon as ``max_size`` bytes past the chunk's
+start are buffered (or the stream has ended); everything after the last final cut stays in
+the buffer until more data arrives. The result is identical to cutting the whole body at once,
+whatever the sizes of the network reads (a golden test pins this).
+
+pyfastcdc's Cython loop releases the GIL, so ``feed`` is meant to run in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyfastcdc
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    min_size: int = 64 * KiB
+    avg_size: int = 256 * KiB
+    max_size: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 16 * MiB):
+            raise ValueError(f"invalid chunker parameters: {self}")
+
+    def encode(self) -> bytes:
+        return f"fastcdc2020:{self.min_size}:{self.avg_size}:{self.max_size}".encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ChunkerParams:
+        name, lo, avg, hi = raw.decode().split(":")
+        if name != "fastcdc2020":
+            raise ValueError(f"unknown chunker {name!r}")
+        return cls(int(lo), int(avg), int(hi))
+
+
+class StreamChunker:
+    """Feed bytes in, get finished chunks out. Not thread-safe: one owner at a time."""
+
+    def __init__(self, params: ChunkerParams) -> None:
+        self.params = params
+        # pyfastcdc's avg_size is the target *above* min_size ("cut-point skipping"): pass
+        # avg - min so that the mean chunk is near the configured average.
+        self._cdc = pyfastcdc.FastCDC(
+            avg_size=max(256, params.avg_size - params.min_size),
+            min_size=params.min_size,
+            max_size=params.max_size,
+        )
+        self._buf = bytearray()
+
+    def feed(self, data: bytes | memoryview) -> list[bytes]:
+        """Append ``data``; return the chunks whose cut points are now final."""
+        self._buf += data
+        if len(self._buf) < 2 * self.params.max_size:
+            return []
+        return self._cut(final=False)
+
+    def finish(self) -> list[bytes]:
+        """The stream has ended: return every remaining chunk."""
+        return self._cut(final=True)
+
+    def _cut(self, *, final: bool) -> list[bytes]:
+        out: list[bytes] = []
+        end = 0
+        size = len(self._buf)
+        for chunk in self._cdc.cut_buf(self._buf):
+            if not final and chunk.offset + self.params.max_size > size:
+                break
+            out.append(bytes(chunk.data))
+            end = chunk.offset + chunk.length
+        # The iterator and the last chunk hold exports of the buffer; they are gone once
+        # their last reference is (CPython refcounting), so the buffer may be resized now.
+        chunk = None
+        del self._buf[:end]
+        return out
+
+
+def chunk_all(data: bytes, params: ChunkerParams) -> Iterator[bytes]:
+    """Chunk a whole buffer at once (the reference the streaming chunker must match)."""
+    chunker = StreamChunker(params)
+    yield from chunker.feed(data)
+    yield from chunker.finish()

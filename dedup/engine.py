@@ -1,0 +1,159 @@
+"""The deduplicating object engine: the index, a chunk store and the worker threads, plus the
+operations that need several of them (reading ranges, GC, startup recovery). No HTTP here."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import blake3
+
+from dedup import refcount
+from dedup.index import Index, Txn
+from dedup.records import ObjectRecord
+from dedup.store import ChunkCorrupt, ChunkStore
+
+T = TypeVar("T")
+
+
+@dataclass
+class GcResult:
+    chunks_deleted: int = 0
+    bytes_freed: int = 0
+
+
+class Engine:
+    INLINE_MAX = 4096  # objects up to this size live in their record, never as chunks
+    READ_AHEAD = 4  # chunks fetched ahead of the client on GET
+
+    def __init__(
+        self,
+        index: Index,
+        store: ChunkStore,
+        *,
+        inline_max: int = INLINE_MAX,
+        hash_threads: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.index = index
+        self.store = store
+        self.inline_max = inline_max
+        self.hash_pool = ThreadPoolExecutor(hash_threads, thread_name_prefix="hash")
+        self.read_pool = ThreadPoolExecutor(4, thread_name_prefix="index-read")
+        self._clock = clock
+        self._gc_lock = asyncio.Lock()
+        self._gc_round = asyncio.Event()
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a read transaction off the event loop."""
+
+        def run() -> T:
+            with self.index.read() as txn:
+                return fn(txn)
+
+        return await asyncio.get_running_loop().run_in_executor(self.read_pool, run)
+
+    # -- startup / shutdown ---------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rule 2 (startup): release every pin left by a process that died, and finish any
+        deletion a crashed GC left half done."""
+        now = self.now_ms()
+
+        def release_all(txn: Txn) -> int:
+            tokens = {k[:16] for k, _ in txn.prefix("pins", b"")}
+            for token in tokens:
+                refcount.release(txn, token, now)
+            return len(tokens)
+
+        await self.index.write(release_all)
+        await self.collect_garbage(grace_s=math.inf)
+
+    async def close(self) -> None:
+        await self.store.close()
+        self.hash_pool.shutdown(wait=True)
+        self.read_pool.shutdown(wait=True)
+        self.index.close()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read_range(self, rec: ObjectRecord, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of an object, streamed with a bounded window of chunk reads."""
+        if rec.inline is not None:
+            yield rec.inline[start:end]
+            return
+        if start >= end:
+            return
+        first, last, offset = rec.chunk_span(start, end)
+        loop = asyncio.get_running_loop()
+
+        async def fetch(h: bytes) -> bytes:
+            data = await self.store.get(h)
+            digest = await loop.run_in_executor(self.hash_pool, lambda: blake3.blake3(data).digest())
+            if digest != h:
+                raise ChunkCorrupt(h.hex())
+            return data
+
+        window: list[asyncio.Task[bytes]] = []
+        nxt = first
+        try:
+            for _ in range(first, last):
+                while nxt < last and len(window) < self.READ_AHEAD:
+                    window.append(asyncio.ensure_future(fetch(rec.chunks[nxt][0])))
+                    nxt += 1
+                data = await window.pop(0)
+                lo = max(start - offset, 0)
+                hi = min(end - offset, len(data))
+                offset += len(data)
+                yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
+        finally:
+            for t in window:
+                t.cancel()
+            if window:
+                await asyncio.gather(*window, return_exceptions=True)
+
+    # -- garbage collection ---------------------------------------------------------------
+
+    async def gc_round_done(self) -> None:
+        """Wait for the GC round under way to finish (writers that met a DELETING chunk)."""
+        if self._gc_lock.locked():
+            await self._gc_round.wait()
+        else:  # a crashed round left the mark behind; the next round (or startup) clears it
+            await asyncio.sleep(0.05)
+
+    async def collect_garbage(self, grace_s: float, batch: int = 2048) -> GcResult:
+        """Rule 3: delete chunks whose count has been zero for longer than ``grace_s``."""
+        result = GcResult()
+        async with self._gc_lock:
+            self._gc_round = asyncio.Event()
+            try:
+                cutoff = -1 if math.isinf(grace_s) else self.now_ms() - int(grace_s * 1000)
+                while True:
+                    marked = await self.index.write(
+                        lambda txn: refcount.gc_mark(txn, cutoff, batch)
+                    )
+                    if not marked:
+                        break
+                    sem = asyncio.Semaphore(32)
+
+                    async def delete(h: bytes) -> None:
+                        async with sem:
+                            await self.store.delete(h)
+
+                    await asyncio.gather(*(delete(h) for h in marked))
+                    freed = await self.index.write(
+                        lambda txn, marked=marked: refcount.gc_finish(txn, marked)  # type: ignore[misc]
+                    )
+                    result.chunks_deleted += len(marked)
+                    result.bytes_freed += freed
+            finally:
+                self._gc_round.set()
+        return result

@@ -1,0 +1,175 @@
+"""Streaming ingest of one object body: hash, chunk, pin, store — never the whole object in
+memory.
+
+Per block of body bytes, two worker threads run at once: one updates MD5 (the ETag) and the
+requested S3 checksums, the other feeds the FastCDC chunker and BLAKE3-hashes the finished
+chunks (all these libraries release the GIL). Finished chunks are pinned in the index
+(rule 1: reference before use) and the ones the store does not hold yet are written with a
+bounded number in flight. The caller commits the object (rule 2) or calls :meth:`abort`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import blake3
+
+from dedup import refcount
+from dedup.checksums import new_checksum
+from dedup.chunker import StreamChunker
+
+if TYPE_CHECKING:
+    from dedup.engine import Engine
+
+
+@dataclass
+class IngestResult:
+    size: int
+    md5: bytes
+    checksums: dict[str, bytes]  # algorithm -> raw digest
+    chunks: list[tuple[bytes, int]]
+    inline: bytes | None
+    stored: list[bytes]  # chunks this request made durable (to be marked STORED on commit)
+    token: bytes
+
+
+@dataclass
+class _Pending:
+    chunks: list[tuple[bytes, int]] = field(default_factory=list)
+    stored: list[bytes] = field(default_factory=list)
+
+
+class Ingest:
+    BLOCK_QUEUE = 4  # body blocks waiting for the hashing threads
+    SENDS_IN_FLIGHT = 8  # chunk writes in flight for this upload
+
+    def __init__(self, engine: Engine, checksum_algorithms: Iterable[str] = ()) -> None:
+        self.engine = engine
+        self.token = os.urandom(16)
+        self._md5 = hashlib.md5()
+        self._checksums = {a: new_checksum(a) for a in checksum_algorithms}
+        self._chunker = StreamChunker(engine.index.chunker)
+        self._size = 0
+        self._head = bytearray()  # first bytes, kept while the object may still be inline
+        self._emitted = False
+        self._out = _Pending()
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.BLOCK_QUEUE)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._send_slots = asyncio.Semaphore(self.SENDS_IN_FLIGHT)
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+        self._released = False
+
+    async def write(self, data: bytes) -> None:
+        """Queue a block of body bytes (backpressure when the pipeline is full)."""
+        if self._worker.done():
+            self._worker.result()  # re-raise the pipeline's failure
+            raise RuntimeError("ingest already finished")
+        put = asyncio.ensure_future(self._queue.put(data))
+        done, _ = await asyncio.wait({put, self._worker}, return_when=asyncio.FIRST_COMPLETED)
+        if put not in done:
+            put.cancel()
+            self._worker.result()
+
+    async def finish(self) -> IngestResult:
+        """End of body: flush the chunker, wait for every chunk to be durable."""
+        await self._queue.put(None)
+        await self._worker
+        return IngestResult(
+            size=self._size,
+            md5=self._md5.digest(),
+            checksums={a: c.digest() for a, c in self._checksums.items()},
+            chunks=self._out.chunks,
+            inline=bytes(self._head) if not self._emitted else None,
+            stored=self._out.stored,
+            token=self.token,
+        )
+
+    async def abort(self) -> None:
+        """Give back every pin of this request (the chunks become GC candidates)."""
+        if not self._worker.done():
+            self._worker.cancel()
+        for t in list(self._sends):
+            t.cancel()
+        await asyncio.gather(self._worker, *self._sends, return_exceptions=True)
+        await self.release()
+
+    async def release(self) -> None:
+        if not self._released:
+            self._released = True
+            await self.engine.index.write(
+                lambda txn: refcount.release(txn, self.token, self.engine.now_ms())
+            )
+
+    # -- pipeline -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pool = self.engine.hash_pool
+        try:
+            while True:
+                block = await self._queue.get()
+                if block is None:
+                    break
+                self._size += len(block)
+                if not self._emitted and len(self._head) <= self.engine.inline_max:
+                    self._head += block[: self.engine.inline_max + 1 - len(self._head)]
+                _, chunks = await asyncio.gather(
+                    loop.run_in_executor(pool, self._digest, block),
+                    loop.run_in_executor(pool, self._cut, block, False),
+                )
+                await self._handle(chunks)
+            if self._size <= self.engine.inline_max and not self._emitted:
+                return  # small object: lives inline in its record
+            await self._handle(await loop.run_in_executor(pool, self._cut, b"", True))
+            await asyncio.gather(*self._sends)
+        finally:
+            if self._sends:
+                await asyncio.gather(*self._sends, return_exceptions=True)
+
+    def _digest(self, block: bytes) -> None:
+        self._md5.update(block)
+        for c in self._checksums.values():
+            c.update(block)
+
+    def _cut(self, block: bytes, final: bool) -> list[tuple[bytes, bytes]]:
+        chunks = self._chunker.finish() if final else self._chunker.feed(block)
+        return [(blake3.blake3(c).digest(), c) for c in chunks]
+
+    async def _handle(self, chunks: list[tuple[bytes, bytes]]) -> None:
+        if not chunks:
+            return
+        self._emitted = True
+        data = dict(chunks)
+        want = [(h, len(c)) for h, c in chunks]
+        todo = want
+        while todo:
+            res = await self.engine.index.write(
+                lambda txn, todo=todo: refcount.pin(txn, self.token, todo)  # type: ignore[misc]
+            )
+            for h in res.to_send:
+                await self._send_slots.acquire()
+                task = asyncio.create_task(self._send(h, data[h]))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+            if res.blocked:  # GC is deleting them: wait for that round, then pin anew
+                await self.engine.gc_round_done()
+                blocked = set(res.blocked)
+                todo = [(h, n) for h, n in todo if h in blocked]
+            else:
+                todo = []
+            # failed sends surface here rather than at finish()
+            for t in [t for t in self._sends if t.done()]:
+                t.result()
+        self._out.chunks.extend(want)
+
+    async def _send(self, h: bytes, data: bytes) -> None:
+        try:
+            await self.engine.store.put(h, data)
+            self._out.stored.append(h)
+        finally:
+            self._send_slots.release()

@@ -1,0 +1,514 @@
+"""Chunk stores: content-addressed storage of chunks named by their BLAKE3-256 digest.
+
+A chunk id is the 32-byte BLAKE3 digest of the chunk's body. Every store verifies that on
+:meth:`ChunkStore.put` and refuses a body that does not hash to its name (:class:`ChunkCorrupt`).
+
+Two implementations:
+
+* :class:`DirectoryChunkStore` keeps one file per chunk under ``root/chunks/ab/cd/<64 hex>``
+  (``ab`` and ``cd`` are the first two bytes of the id in hex) and makes every write durable
+  before :meth:`~DirectoryChunkStore.put` returns.
+* :class:`MemoryChunkStore` keeps chunks in a dict, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self, TypeVar, TypeVarTuple
+
+import blake3
+
+__all__ = [
+    "CHUNK_ID_SIZE",
+    "ChunkCorrupt",
+    "ChunkNotFound",
+    "ChunkStore",
+    "DirectoryChunkStore",
+    "MemoryChunkStore",
+    "StoreUsage",
+    "chunk_id_of",
+]
+
+CHUNK_ID_SIZE = 32
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
+
+# Immutable lookup tables for the on-disk layout.
+_FANOUT_NAMES = frozenset(f"{i:02x}" for i in range(256))
+_CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
+_TMP_SUFFIX = ".tmp"
+
+
+class ChunkNotFound(Exception):
+    """The store holds no chunk with this id."""
+
+
+class ChunkCorrupt(Exception):
+    """A chunk body does not hash to its name (on put: refused; on get: damaged on disk)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUsage:
+    count: int
+    bytes: int
+
+
+class ChunkStore(Protocol):
+    """What the rest of the system needs from a chunk store.
+
+    ``data`` passed to :meth:`put`/:meth:`put_many` must not be modified until the call returns.
+    """
+
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+        """Store ``data`` under ``chunk_id``; durable when this returns.
+
+        Idempotent: a chunk already held is a cheap success. Raises :class:`ChunkCorrupt` (and
+        stores nothing) when ``blake3(data) != chunk_id``.
+        """
+        ...
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
+        """Put all items concurrently; all are durable when this returns.
+
+        Every item is attempted; if any failed, the first failure (in ``items`` order) is
+        raised after all the others have finished.
+        """
+        ...
+
+    async def get(self, chunk_id: bytes) -> bytes:
+        """The chunk's body. Raises :class:`ChunkNotFound`."""
+        ...
+
+    async def has(self, chunk_id: bytes) -> bool: ...
+
+    async def delete(self, chunk_id: bytes) -> bool:
+        """Remove the chunk; True if it existed. Idempotent."""
+        ...
+
+    async def list_ids(self, after: bytes | None = None, limit: int = 1000) -> list[bytes]:
+        """Up to ``limit`` ids, sorted ascending, all ``> after`` (bytewise)."""
+        ...
+
+    async def usage(self) -> StoreUsage: ...
+
+    async def close(self) -> None: ...
+
+
+def chunk_id_of(data: bytes | memoryview) -> bytes:
+    """The id of a chunk body: its BLAKE3-256 digest. CPU-bound: call it off the event loop."""
+    return bytes(blake3.blake3(data).digest())
+
+
+def _check_id(chunk_id: bytes) -> None:
+    if not isinstance(chunk_id, bytes) or len(chunk_id) != CHUNK_ID_SIZE:
+        raise ValueError(f"a chunk id is exactly {CHUNK_ID_SIZE} bytes, got {chunk_id!r}")
+
+
+def _check_list_args(after: bytes | None, limit: int) -> None:
+    if after is not None and not isinstance(after, bytes):
+        raise TypeError(f"after must be bytes or None, got {type(after).__name__}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+
+
+def _verify(chunk_id: bytes, data: bytes | memoryview) -> None:
+    if chunk_id_of(data) != chunk_id:
+        raise ChunkCorrupt(f"data does not hash to chunk id {chunk_id.hex()}")
+
+
+async def _gather_all(aws: Sequence[asyncio.Future[None]]) -> None:
+    """Wait for every awaitable; then raise the first failure, if any."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+# --------------------------------------------------------------------------------------------
+# Directory store
+# --------------------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _mkdir_if_missing(path: str) -> None:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+
+
+def _sorted_entries(path: str, wanted: Callable[[str], bool]) -> list[str]:
+    """Sorted names in ``path`` accepted by ``wanted``; a missing directory is empty."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if wanted(name))
+
+
+def _is_fanout_name(name: str) -> bool:
+    return name in _FANOUT_NAMES
+
+
+def _is_chunk_name(name: str) -> bool:
+    return _CHUNK_NAME.fullmatch(name) is not None
+
+
+class DirectoryChunkStore:
+    """Chunks as files under ``root/chunks/ab/cd/<64 hex>``, each write durable on return.
+
+    A write goes to ``.<hex>.<random>.tmp`` in the chunk's directory, is fsynced, renamed into
+    place with :func:`os.replace`, and the directory is fsynced. New directories are fsynced
+    into their parents before anything is renamed into them. All file I/O and hashing runs in
+    two thread pools of ``threads`` workers each: one for writes and deletes (parallel fsyncs
+    are much faster than serial ones), one for reads, listing and verification, so reads do not
+    queue behind fsyncs.
+
+    Startup (run in the pool on the first call, or by :meth:`open`) creates the directories
+    and removes leftover ``*.tmp`` files, which are garbage from a crash; that scans every chunk
+    directory. One process per ``root``: two processes sharing a root would delete each
+    other's temporary files at startup.
+
+    Concurrent puts of the same id in this process are coalesced into one write. Deleting an id
+    while it is being put is a race that the caller (garbage collection) must prevent.
+    """
+
+    def __init__(self, root: Path, *, threads: int = 16) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._root = Path(root)
+        self._chunks = str(self._root / "chunks")
+        self._write_pool = ThreadPoolExecutor(threads, thread_name_prefix="chunkstore-write")
+        self._read_pool = ThreadPoolExecutor(threads, thread_name_prefix="chunkstore-read")
+        self._startup: asyncio.Future[None] | None = None
+        self._closed = False
+        # Puts in flight, by id: a second put of the same id waits for the first.
+        self._inflight: dict[bytes, asyncio.Future[None]] = {}
+        # Directories (keys "ab" and "abcd") whose entry in their parent is known durable.
+        self._linked: set[str] = set()
+        # Leaf directories ("abcd") fsynced by this process, so that every entry a previous
+        # process left there (perhaps renamed in but never fsynced) is durable.
+        self._flushed: set[str] = set()
+
+    @classmethod
+    async def open(cls, root: Path, *, threads: int = 16) -> Self:
+        """Construct the store and run its startup now, so that errors surface here."""
+        store = cls(root, threads=threads)
+        started = False
+        try:
+            await store._ready()
+            started = True
+        finally:
+            if not started:
+                await store.close()
+        return store
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def path_of(self, chunk_id: bytes) -> Path:
+        """Where the chunk's file is (whether or not it exists)."""
+        _check_id(chunk_id)
+        return Path(self._path(chunk_id.hex()))
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+        _check_id(chunk_id)
+        await self._ready()
+        verified = False
+        while True:
+            pending = self._inflight.get(chunk_id)
+            if pending is None:
+                break
+            if not verified:
+                await self._run(self._read_pool, _verify, chunk_id, data)
+                verified = True
+            try:
+                await asyncio.shield(pending)
+            except ChunkCorrupt:
+                continue  # the other put's data was bad; ours is good, so write it ourselves
+            return
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self._write_pool, self._put_sync, chunk_id, data, verified)
+        self._inflight[chunk_id] = job
+        job.add_done_callback(functools.partial(self._put_done, chunk_id))
+        await asyncio.shield(job)
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
+        for chunk_id, _ in items:
+            _check_id(chunk_id)
+        await _gather_all([asyncio.ensure_future(self.put(cid, data)) for cid, data in items])
+
+    async def get(self, chunk_id: bytes) -> bytes:
+        _check_id(chunk_id)
+        await self._ready()
+        return await self._run(self._read_pool, self._get_sync, chunk_id)
+
+    async def has(self, chunk_id: bytes) -> bool:
+        _check_id(chunk_id)
+        await self._ready()
+        return await self._run(self._read_pool, os.path.isfile, self._path(chunk_id.hex()))
+
+    async def delete(self, chunk_id: bytes) -> bool:
+        _check_id(chunk_id)
+        await self._ready()
+        return await self._run(self._write_pool, self._delete_sync, chunk_id)
+
+    async def list_ids(self, after: bytes | None = None, limit: int = 1000) -> list[bytes]:
+        _check_list_args(after, limit)
+        await self._ready()
+        if limit == 0:
+            return []
+        after_hex = after.hex() if after is not None else ""
+        return await self._run(self._read_pool, self._list_sync, after_hex, limit)
+
+    async def usage(self) -> StoreUsage:
+        await self._ready()
+        return await self._run(self._read_pool, self._usage_sync)
+
+    async def close(self) -> None:
+        """Wait for writes in flight, then release the thread pools. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._shutdown_pools)
+
+    # -- helpers on the event loop ------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the chunk store is closed")
+
+    async def _ready(self) -> None:
+        self._check_open()
+        if self._startup is None:
+            loop = asyncio.get_running_loop()
+            self._startup = loop.run_in_executor(self._write_pool, self._startup_sync)
+        await asyncio.shield(self._startup)
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
+        self._check_open()
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    def _put_done(self, chunk_id: bytes, job: asyncio.Future[None]) -> None:
+        if self._inflight.get(chunk_id) is job:
+            del self._inflight[chunk_id]
+        if not job.cancelled():
+            job.exception()  # mark retrieved: a cancelled caller may have left nobody awaiting
+
+    def _shutdown_pools(self) -> None:
+        self._write_pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
+
+    # -- blocking work, in the pools ----------------------------------------------------------
+
+    def _path(self, hex_id: str) -> str:
+        return os.path.join(self._chunks, hex_id[0:2], hex_id[2:4], hex_id)
+
+    def _startup_sync(self) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
+        _mkdir_if_missing(self._chunks)
+        for directory in (self._root.parent, self._root, Path(self._chunks)):
+            _fsync_dir(str(directory))
+        for ab in _sorted_entries(self._chunks, _is_fanout_name):
+            ab_path = os.path.join(self._chunks, ab)
+            for cd in _sorted_entries(ab_path, _is_fanout_name):
+                self._remove_tmp_files(os.path.join(ab_path, cd))
+
+    @staticmethod
+    def _remove_tmp_files(leaf: str) -> None:
+        fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            with os.scandir(fd) as entries:
+                garbage = [e.name for e in entries if e.name.endswith(_TMP_SUFFIX)]
+            for name in garbage:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    def _ensure_linked(self, ab: str, cd: str) -> str:
+        """Create the chunk's directories if needed and make their entries durable."""
+        leaf_key = ab + cd
+        ab_path = os.path.join(self._chunks, ab)
+        leaf = os.path.join(ab_path, cd)
+        if leaf_key in self._linked:
+            return leaf
+        if ab not in self._linked:
+            _mkdir_if_missing(ab_path)
+            _fsync_dir(self._chunks)
+            self._linked.add(ab)
+        _mkdir_if_missing(leaf)
+        _fsync_dir(ab_path)
+        self._linked.add(leaf_key)
+        return leaf
+
+    def _put_sync(self, chunk_id: bytes, data: bytes | memoryview, verified: bool) -> None:
+        if not verified:
+            _verify(chunk_id, data)
+        hex_id = chunk_id.hex()
+        leaf_key = hex_id[0:4]
+        leaf = self._ensure_linked(hex_id[0:2], hex_id[2:4])
+        final = os.path.join(leaf, hex_id)
+        if os.path.isfile(final):
+            if leaf_key not in self._flushed:
+                _fsync_dir(leaf)
+                self._flushed.add(leaf_key)
+            return
+        tmp = os.path.join(leaf, f".{hex_id}.{secrets.token_hex(8)}{_TMP_SUFFIX}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        renamed = False
+        try:
+            try:
+                view = memoryview(data).cast("B")
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+            renamed = True
+        finally:
+            if not renamed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        _fsync_dir(leaf)
+        self._flushed.add(leaf_key)
+
+    def _get_sync(self, chunk_id: bytes) -> bytes:
+        try:
+            with open(self._path(chunk_id.hex()), "rb", buffering=0) as f:
+                data = f.readall()
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id.hex()) from None
+        _verify(chunk_id, data)
+        return data
+
+    def _delete_sync(self, chunk_id: bytes) -> bool:
+        path = self._path(chunk_id.hex())
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        _fsync_dir(os.path.dirname(path))
+        return True
+
+    def _list_sync(self, after_hex: str, limit: int) -> list[bytes]:
+        after_ab, after_cd = after_hex[0:2], after_hex[2:4]
+        out: list[bytes] = []
+        for ab in _sorted_entries(self._chunks, _is_fanout_name):
+            if ab < after_ab:
+                continue
+            ab_path = os.path.join(self._chunks, ab)
+            for cd in _sorted_entries(ab_path, _is_fanout_name):
+                if ab == after_ab and cd < after_cd:
+                    continue
+                prefix = ab + cd
+                for name in _sorted_entries(os.path.join(ab_path, cd), _is_chunk_name):
+                    if name > after_hex and name.startswith(prefix):
+                        out.append(bytes.fromhex(name))
+                        if len(out) >= limit:
+                            return out
+        return out
+
+    def _usage_sync(self) -> StoreUsage:
+        count = 0
+        total = 0
+        for ab in _sorted_entries(self._chunks, _is_fanout_name):
+            ab_path = os.path.join(self._chunks, ab)
+            for cd in _sorted_entries(ab_path, _is_fanout_name):
+                prefix = ab + cd
+                try:
+                    entries = os.scandir(os.path.join(ab_path, cd))
+                except FileNotFoundError:
+                    continue
+                with entries:
+                    for entry in entries:
+                        if _is_chunk_name(entry.name) and entry.name.startswith(prefix):
+                            try:
+                                size = entry.stat(follow_symlinks=False).st_size
+                            except FileNotFoundError:
+                                continue  # deleted while we scanned
+                            count += 1
+                            total += size
+        return StoreUsage(count=count, bytes=total)
+
+
+# --------------------------------------------------------------------------------------------
+# Memory store
+# --------------------------------------------------------------------------------------------
+
+
+class MemoryChunkStore:
+    """Chunks in a dict; same semantics as :class:`DirectoryChunkStore`, for tests."""
+
+    def __init__(self) -> None:
+        self._chunks: dict[bytes, bytes] = {}
+        self._closed = False
+
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+        _check_id(chunk_id)
+        self._check_open()
+        body = bytes(data)
+        await asyncio.to_thread(_verify, chunk_id, body)
+        self._check_open()
+        self._chunks.setdefault(chunk_id, body)
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
+        for chunk_id, _ in items:
+            _check_id(chunk_id)
+        await _gather_all([asyncio.ensure_future(self.put(cid, data)) for cid, data in items])
+
+    async def get(self, chunk_id: bytes) -> bytes:
+        _check_id(chunk_id)
+        self._check_open()
+        try:
+            return self._chunks[chunk_id]
+        except KeyError:
+            raise ChunkNotFound(chunk_id.hex()) from None
+
+    async def has(self, chunk_id: bytes) -> bool:
+        _check_id(chunk_id)
+        self._check_open()
+        return chunk_id in self._chunks
+
+    async def delete(self, chunk_id: bytes) -> bool:
+        _check_id(chunk_id)
+        self._check_open()
+        return self._chunks.pop(chunk_id, None) is not None
+
+    async def list_ids(self, after: bytes | None = None, limit: int = 1000) -> list[bytes]:
+        _check_list_args(after, limit)
+        self._check_open()
+        ids = sorted(i for i in self._chunks if after is None or i > after)
+        return ids[:limit]
+
+    async def usage(self) -> StoreUsage:
+        self._check_open()
+        return StoreUsage(count=len(self._chunks), bytes=sum(map(len, self._chunks.values())))
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the chunk store is closed")

@@ -1,0 +1,83 @@
+"""The admin API (JSON, SigV4-authenticated like S3) and the health check.
+
+Paths live under ``/_s3dedup/``: an underscore is not allowed in bucket names, so they can
+never shadow a bucket (a plain ``/health`` would be ListObjects on a bucket named "health").
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from dedup.fsck import fsck
+from gateway.s3.auth import authenticate
+from gateway.s3.dispatch import CONFIG, CREDENTIALS, ENGINE
+from gateway.s3.errors import S3Error
+
+PREFIX = "/_s3dedup"
+
+
+def _authenticate(request: web.Request) -> None:
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    auth = authenticate(
+        request.method, raw_path, raw_query, request.headers, request.app[CREDENTIALS],
+        request.app[CONFIG].region, datetime.now(UTC),
+    )
+    if auth.access_key is None:
+        raise S3Error("AccessDenied")
+
+
+def stats_of(app: web.Application) -> dict[str, Any]:
+    s = app[ENGINE].index.stats()
+    stored = s["chunk_bytes"] + s["inline_bytes"]
+    return {
+        "objects": s["objects"],
+        "logical_bytes": s["logical_bytes"],
+        "stored_bytes": stored,
+        "chunks": s["chunks"],
+        "chunk_bytes": s["chunk_bytes"],
+        "inline_bytes": s["inline_bytes"],
+        "dedup_ratio": round(s["logical_bytes"] / stored, 4) if stored else 1.0,
+    }
+
+
+async def stats(request: web.Request) -> web.Response:
+    _authenticate(request)
+    return web.json_response(stats_of(request.app))
+
+
+async def gc(request: web.Request) -> web.Response:
+    _authenticate(request)
+    raw = request.query.get("grace")
+    try:
+        grace = request.app[CONFIG].gc_grace if raw is None else float(raw)
+    except ValueError as exc:
+        raise S3Error("InvalidArgument", "grace must be a number of seconds") from exc
+    if grace < 0 or math.isnan(grace):
+        raise S3Error("InvalidArgument", "grace must be a number of seconds")
+    result = await request.app[ENGINE].collect_garbage(grace)
+    return web.json_response(
+        {"chunks_deleted": result.chunks_deleted, "bytes_freed": result.bytes_freed}
+    )
+
+
+async def fsck_handler(request: web.Request) -> web.Response:
+    _authenticate(request)
+    engine = request.app[ENGINE]
+    verify = request.query.get("verify-data") == "true"
+    report = await fsck(engine.index, engine.store, verify_data=verify)
+    return web.json_response(report.as_dict())
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PREFIX + "/health", health)
+    app.router.add_get(PREFIX + "/admin/stats", stats)
+    app.router.add_post(PREFIX + "/admin/gc", gc)
+    app.router.add_post(PREFIX + "/admin/fsck", fsck_handler)

@@ -1,0 +1,187 @@
+"""The `s3dedup` command line (a contract: users and acceptance checks rely on it)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway import admin_client
+from gateway.config import Config, load
+from gateway.credentials import load_or_create, read_for_client
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web  # noqa: PLC0415 - only the server needs it
+
+    from gateway.app import create_app  # noqa: PLC0415
+
+    config = load(
+        Path(args.config) if args.config else None,
+        {"data": args.data, "listen": args.listen, "log_format": args.log_format},
+    )
+    setup_logging(config.log_format, config.log_level)
+    creds, generated = load_or_create(config)
+    _print_banner(config, creds.access_key, creds.secret, generated, from_env=bool(config.access_key))
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(
+        create_app(config, creds),
+        host=config.host,
+        port=config.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=30,
+        handler_cancellation=False,
+    )
+    return 0
+
+
+def _print_banner(config: Config, ak: str, sk: str, generated: bool, from_env: bool) -> None:
+    endpoint = f"http://{config.listen}"
+    lines = [f"s3dedup serving S3 on {endpoint} (data: {config.data.resolve()})"]
+    if from_env:
+        lines.append("credentials: from S3DEDUP_ACCESS_KEY / S3DEDUP_SECRET_KEY")
+    else:
+        where = "generated and saved" if generated else "loaded from"
+        lines += [
+            f"credentials {where} {config.data / 'credentials.json'}:",
+            f"  access key: {ak}",
+            f"  secret key: {sk}",
+            "try:",
+            f"  AWS_ACCESS_KEY_ID={ak} AWS_SECRET_ACCESS_KEY={sk} \\",
+            f"    aws --endpoint-url {endpoint} --region {config.region} s3 mb s3://my-bucket",
+        ]
+    print("\n".join(lines), flush=True)
+
+
+def _client_creds(args: argparse.Namespace) -> tuple[str, str]:
+    return read_for_client(Path(args.data) if getattr(args, "data", None) else None)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    ak, sk = _client_creds(args)
+    stats = asyncio.run(admin_client.call("GET", args.endpoint, "/_s3dedup/admin/stats", ak, sk))
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for k, v in stats.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    ak, sk = _client_creds(args)
+    query = {} if args.grace is None else {"grace": str(args.grace)}
+    result = asyncio.run(
+        admin_client.call("POST", args.endpoint, "/_s3dedup/admin/gc", ak, sk, query)
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    if args.endpoint:
+        ak, sk = _client_creds(args)
+        query = {"verify-data": "true"} if args.verify_data else {}
+        report = asyncio.run(
+            admin_client.call("POST", args.endpoint, "/_s3dedup/admin/fsck", ak, sk, query)
+        )
+    elif args.data:
+        report = asyncio.run(_fsck_local(Path(args.data), args.verify_data))
+    else:
+        print("fsck needs --data DIR (server stopped) or --endpoint URL", file=sys.stderr)
+        return 2
+    for problem in report["problems"]:
+        print(problem)
+    summary = {k: v for k, v in report.items() if k != "problems"}
+    print(json.dumps(summary) if args.json else f"fsck: {len(report['problems'])} problems, {summary}")
+    return 0 if report["ok"] else 1
+
+
+async def _fsck_local(data: Path, verify: bool) -> dict[str, Any]:
+    from dedup.fsck import fsck  # noqa: PLC0415
+    from dedup.index import Index  # noqa: PLC0415
+    from dedup.store import DirectoryChunkStore  # noqa: PLC0415
+
+    if not (data / "index").exists():
+        raise SystemExit(f"{data}: no s3dedup index here")
+    index = Index(data / "index")
+    store = DirectoryChunkStore(data / "store")
+    try:
+        return (await fsck(index, store, verify_data=verify)).as_dict()
+    finally:
+        await store.close()
+        index.close()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s3dedup", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="the embedded S3 server (gateway + local chunk store)")
+    serve.add_argument("--data", help="data directory (default ./s3dedup-data)")
+    serve.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:9000)")
+    serve.add_argument("--config", help="TOML configuration file")
+    serve.add_argument("--log-format", choices=["console", "json"])
+    serve.set_defaults(fn=cmd_serve)
+
+    adm = sub.add_parser("admin", help="administer a store").add_subparsers(
+        dest="admin", required=True
+    )
+    st = adm.add_parser("stats", help="objects, logical and stored bytes, dedup ratio")
+    st.add_argument("--endpoint", required=True)
+    st.add_argument("--data", help="read credentials from this data directory")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_stats)
+    gc = adm.add_parser("gc", help="garbage-collect unreferenced chunks now")
+    gc.add_argument("--endpoint", required=True)
+    gc.add_argument("--data", help="read credentials from this data directory")
+    gc.add_argument("--grace", type=float, help="seconds at refcount zero before deletion")
+    gc.set_defaults(fn=cmd_gc)
+    fs = adm.add_parser("fsck", help="recompute refcounts and compare with index and store")
+    fs.add_argument("--data", help="data directory of a stopped server")
+    fs.add_argument("--endpoint", help="URL of a running server")
+    fs.add_argument("--verify-data", action="store_true", help="re-hash every stored chunk")
+    fs.add_argument("--json", action="store_true")
+    fs.set_defaults(fn=cmd_fsck)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    rc: int = args.fn(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

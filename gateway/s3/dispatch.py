@@ -1,0 +1,140 @@
+"""The one catch-all S3 route: request → typed endpoint → authentication → exactly one
+handler. The one error middleware turns every failure into S3 XML with a request id."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+
+import structlog
+from aiohttp import web
+
+from dedup.engine import Engine
+from dedup.index import BucketExistsError, BucketNotEmptyError, NoSuchBucketError, NoSuchKeyError
+from dedup.store import ChunkCorrupt, ChunkNotFound
+from gateway.config import Config
+from gateway.credentials import StaticCredentials
+from gateway.s3 import handlers
+from gateway.s3.auth import authenticate
+from gateway.s3.context import S3Request
+from gateway.s3.errors import S3Error
+from gateway.s3.router import route
+from gateway.s3.xml import error_document
+
+log = structlog.get_logger("s3dedup.access")
+
+ENGINE = web.AppKey("engine", Engine)
+CONFIG = web.AppKey("config", Config)
+CREDENTIALS = web.AppKey("credentials", StaticCredentials)
+REQUEST_ID = "s3dedup.request_id"
+OPERATION = "s3dedup.operation"
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex().upper()
+
+
+def translate(exc: Exception) -> S3Error | None:
+    """Storage-layer errors become S3 errors here, and only here."""
+    match exc:
+        case NoSuchBucketError():
+            return S3Error("NoSuchBucket", bucket_name=str(exc))
+        case NoSuchKeyError():
+            return S3Error("NoSuchKey")
+        case BucketNotEmptyError():
+            return S3Error("BucketNotEmpty", bucket_name=str(exc))
+        case BucketExistsError():
+            return S3Error("BucketAlreadyExists")
+        case ChunkNotFound() | ChunkCorrupt():
+            return S3Error("InternalError", "A stored chunk is missing or damaged.")
+    return None
+
+
+def error_response(err: S3Error, request: web.Request, request_id: str) -> web.Response:
+    if "bucket_name" in err.extra:
+        err.extra = {"BucketName": err.extra.pop("bucket_name"), **err.extra}
+    if err.resource is None:
+        err.resource = request.path
+    body = b"" if request.method == "HEAD" else error_document(err, request_id)
+    resp = web.Response(status=err.status, body=body, content_type="application/xml")
+    if request.method == "HEAD":
+        resp.headers["Content-Length"] = "0"
+    resp.headers.update(err.headers)
+    return resp
+
+
+@web.middleware
+async def s3_middleware(
+    request: web.Request,
+    handler: web.RequestHandler,  # type: ignore[type-arg]
+) -> web.StreamResponse:
+    request_id = new_request_id()
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            resp = await handler(request)
+        except S3Error as err:
+            resp = error_response(err, request, request_id)
+        except (asyncio.CancelledError, ConnectionResetError):
+            status = 499  # the client went away
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns failures into S3 errors
+            err = translate(exc)
+            if err is None:
+                log.exception("internal error", request_id=request_id)
+                err = S3Error("InternalError")
+            resp = error_response(err, request, request_id)
+        status = resp.status
+        if not resp.prepared:
+            resp.headers["x-amz-request-id"] = request_id
+            resp.headers.setdefault("Server", "s3dedup")
+        return resp
+    finally:
+        log.info(
+            "request",
+            request_id=request_id,
+            op=request.get(OPERATION),
+            method=request.method,
+            path=request.path,
+            status=status,
+            bytes_in=request.content_length,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+async def s3_handler(request: web.Request) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    endpoint = route(request.method, raw_path, raw_query, request.headers, domain=config.domain)
+    request[OPERATION] = endpoint.op.value
+    creds = request.app[CREDENTIALS]
+    auth = authenticate(
+        request.method,
+        raw_path,
+        raw_query,
+        request.headers,
+        creds,
+        config.region,
+        datetime.now(UTC),
+    )
+    if auth.access_key is None:
+        raise S3Error("AccessDenied")
+    fn = handlers.HANDLERS.get(endpoint.op)
+    if fn is None:
+        raise S3Error("NotImplemented", f"{endpoint.op.value} is not implemented by s3dedup.")
+    ctx = S3Request(
+        request=request,
+        endpoint=endpoint,
+        auth=auth,
+        engine=request.app[ENGINE],
+        config=config,
+        credentials=creds,
+        request_id=request[REQUEST_ID],
+    )
+    response: web.StreamResponse = await fn(ctx)
+    response.headers["x-amz-request-id"] = ctx.request_id
+    return response

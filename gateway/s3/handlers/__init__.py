@@ -1,0 +1,16 @@
+"""One handler module per operation family; HANDLERS maps each operation to its handler.
+Operations absent from the table answer 501 NotImplemented."""
+
+from __future__ import annotations
+
+from gateway.s3.context import Handler
+from gateway.s3.handlers import acl, bucket, listing, objects, service
+from gateway.s3.router import Op
+
+HANDLERS: dict[Op, Handler] = {
+    **service.HANDLERS,
+    **bucket.HANDLERS,
+    **acl.HANDLERS,
+    **listing.HANDLERS,
+    **objects.HANDLERS,
+}

@@ -1,0 +1,150 @@
+"""ListObjects (V1) and ListObjectsV2."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import quote
+
+from aiohttp import web
+
+from dedup import catalog
+from gateway.s3.context import Handler, S3Request
+from gateway.s3.errors import S3Error
+from gateway.s3.handlers.common import owner, xml_response
+from gateway.s3.router import Op
+from gateway.s3.xml import Node, timestamp
+from gateway.s3.objectmeta import quoted
+
+MAX_KEYS = 1000
+
+
+def _max_keys(q: dict[str, str]) -> int:
+    raw = q.get("max-keys", str(MAX_KEYS))
+    try:
+        n = int(raw)
+    except ValueError as exc:
+        raise S3Error(
+            "InvalidArgument",
+            "Provided max-keys not an integer or within integer range",
+            ArgumentName="max-keys",
+            ArgumentValue=raw,
+        ) from exc
+    if n < 0:
+        raise S3Error(
+            "InvalidArgument",
+            "Argument maxKeys must be an integer between 0 and 2147483647",
+            ArgumentName="maxKeys",
+            ArgumentValue=raw,
+        )
+    return min(n, MAX_KEYS)
+
+
+def _encoder(q: dict[str, str]) -> tuple[bool, object]:
+    enc = q.get("encoding-type")
+    if enc is None:
+        return False, lambda s: s
+    if enc != "url":
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid Encoding Method specified in Request",
+            ArgumentName="encoding-type",
+            ArgumentValue=enc,
+        )
+    return True, lambda s: quote(s, safe="/")
+
+
+async def _list(r: S3Request, marker: str) -> tuple[catalog.Listing, dict[str, str]]:
+    q = r.query
+    bucket, prefix, delimiter = r.bucket, q.get("prefix", ""), q.get("delimiter", "")
+    max_keys = _max_keys(q)
+
+    def run(txn: catalog.Txn) -> catalog.Listing:
+        if txn.bucket(bucket) is None:
+            raise S3Error("NoSuchBucket", bucket_name=bucket)
+        return catalog.list_objects(txn, bucket, prefix, delimiter, marker, max_keys)
+
+    return await r.engine.read(run), q
+
+
+def _contents(r: S3Request, listing: catalog.Listing, enc: object, with_owner: bool) -> list[Node]:
+    out: list[Node] = []
+    for e in listing.entries:
+        item: dict[str, Node] = {
+            "Key": enc(e.key),  # type: ignore[operator]
+            "LastModified": timestamp(e.mtime_ms),
+            "ETag": quoted(e.etag),
+            "Size": e.size,
+            "StorageClass": "STANDARD",
+        }
+        if with_owner:
+            item["Owner"] = owner(r)
+        out.append(item)
+    return out
+
+
+async def list_objects(r: S3Request) -> web.StreamResponse:
+    marker = r.query.get("marker", "")
+    listing, q = await _list(r, marker)
+    url, enc = _encoder(q)
+    body: dict[str, Node] = {
+        "Name": r.bucket,
+        "Prefix": enc(q.get("prefix", "")),  # type: ignore[operator]
+        "Marker": enc(marker),  # type: ignore[operator]
+        "MaxKeys": _max_keys(q),
+        "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,  # type: ignore[operator]
+        "IsTruncated": listing.truncated,
+        "NextMarker": enc(listing.next_marker)  # type: ignore[operator]
+        if listing.truncated and "delimiter" in q
+        else None,
+        "EncodingType": "url" if url else None,
+        "Contents": _contents(r, listing, enc, with_owner=True),
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in listing.prefixes],  # type: ignore[operator]
+    }
+    return xml_response("ListBucketResult", body)
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            ArgumentName="continuation-token",
+            ArgumentValue=token,
+        ) from exc
+
+
+async def list_objects_v2(r: S3Request) -> web.StreamResponse:
+    q = r.query
+    token = q.get("continuation-token")
+    start_after = q.get("start-after", "")
+    marker = _decode_token(token) if token is not None else start_after
+    if token is not None and start_after > marker:
+        marker = start_after
+    listing, q = await _list(r, marker)
+    url, enc = _encoder(q)
+    body: dict[str, Node] = {
+        "Name": r.bucket,
+        "Prefix": enc(q.get("prefix", "")),  # type: ignore[operator]
+        "MaxKeys": _max_keys(q),
+        "KeyCount": len(listing.entries) + len(listing.prefixes),
+        "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,  # type: ignore[operator]
+        "IsTruncated": listing.truncated,
+        "ContinuationToken": token,
+        "NextContinuationToken": base64.urlsafe_b64encode(listing.next_marker.encode()).decode()
+        if listing.truncated and listing.next_marker is not None
+        else None,
+        "StartAfter": enc(start_after) if "start-after" in q else None,  # type: ignore[operator]
+        "EncodingType": "url" if url else None,
+        "Contents": _contents(r, listing, enc, with_owner=q.get("fetch-owner") == "true"),
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in listing.prefixes],  # type: ignore[operator]
+    }
+    return xml_response("ListBucketResult", body)
+
+
+HANDLERS: dict[Op, Handler] = {
+    Op.ListObjects: list_objects,
+    Op.ListObjectsV2: list_objects_v2,
+}

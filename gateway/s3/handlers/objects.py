@@ -1,0 +1,256 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, CopyObject,
+DeleteObjects."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from urllib.parse import unquote
+
+from aiohttp import web
+from aiohttp.payload import AsyncIterablePayload
+
+from dedup import catalog
+from dedup.checksums import new_checksum
+from dedup.ingest import Ingest
+from dedup.records import ObjectRecord
+from gateway.s3.context import Handler, S3Request
+from gateway.s3.errors import S3Error
+from gateway.s3.handlers.common import get_record, require_bucket, xml_response
+from gateway.s3.objectmeta import (
+    RESPONSE_OVERRIDES,
+    NotModified,
+    check_read_conditions,
+    check_write_conditions,
+    checksum_request,
+    decode_content_md5,
+    object_headers,
+    parse_range,
+    quoted,
+    stored_headers,
+    verify_checksums,
+)
+from gateway.s3.router import Op
+from gateway.s3.xml import Node, parse_delete, timestamp
+
+MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB (a single PUT is limited to 5 GiB as in S3)
+MAX_PUT_SIZE = 5 * 1024**3
+
+
+async def put_object(r: S3Request) -> web.StreamResponse:
+    bucket, key = r.bucket, r.key
+    headers = r.request.headers
+    content_headers, meta = stored_headers(headers)
+    content_md5 = decode_content_md5(headers.get("content-md5"))
+    checks = checksum_request(headers)
+    # Fail fast (before the body) when the bucket is missing or a condition already fails;
+    # the commit transaction checks the conditions again, atomically.
+    current = await r.engine.read(lambda txn: _current(txn, bucket, key))
+    check_write_conditions(headers, current)
+    payload = r.payload()
+    if payload.declared_length is not None and payload.declared_length > MAX_PUT_SIZE:
+        raise S3Error("EntityTooLarge", MaxSizeAllowed=str(MAX_PUT_SIZE))
+    ingest = Ingest(r.engine, checks.algorithms)
+    try:
+        while block := await payload.read():
+            await ingest.write(block)
+        result = await ingest.finish()
+        if content_md5 is not None and content_md5 != result.md5:
+            raise S3Error("BadDigest")
+        checksums = verify_checksums(checks, payload.trailers, result.checksums)
+        rec = ObjectRecord(
+            size=result.size,
+            etag=result.md5.hex(),
+            mtime_ms=r.engine.now_ms(),
+            headers=content_headers,
+            meta=meta,
+            checksums=checksums,
+            checksum_type="FULL_OBJECT" if checksums else "",
+            inline=result.inline,
+            chunks=result.chunks,
+        )
+        await r.engine.index.write(
+            lambda txn: catalog.commit_object(
+                txn,
+                bucket,
+                key,
+                rec,
+                result.token,
+                result.stored,
+                lambda cur: check_write_conditions(headers, cur),
+                r.engine.now_ms(),
+            )
+        )
+    except BaseException:
+        await asyncio.shield(ingest.abort())
+        raise
+    out = {"ETag": quoted(rec.etag)}
+    for algo, value in checksums.items():
+        out[f"x-amz-checksum-{algo.lower()}"] = value
+    if checksums:
+        out["x-amz-checksum-type"] = "FULL_OBJECT"
+    return web.Response(status=200, headers=out)
+
+
+def _current(txn: catalog.Txn, bucket: str, key: str) -> ObjectRecord | None:
+    if txn.bucket(bucket) is None:
+        raise S3Error("NoSuchBucket", bucket_name=bucket)
+    return catalog.get_object(txn, bucket, key)
+
+
+async def _read(r: S3Request, *, body: bool) -> web.StreamResponse:
+    rec = await get_record(r, r.bucket, r.key)
+    headers = r.request.headers
+    try:
+        check_read_conditions(headers, rec)
+    except NotModified:
+        h = object_headers(rec, with_checksums=False)
+        return web.Response(
+            status=304, headers={k: v for k, v in h.items() if k in ("ETag", "Last-Modified")}
+        )
+    q = r.query
+    if "partNumber" in q:
+        raise S3Error("NotImplemented", "GET with partNumber is not implemented yet.")
+    rng = parse_range(headers.get("range"), rec.size)
+    checksum_mode = (headers.get("x-amz-checksum-mode") or "").upper() == "ENABLED"
+    out = object_headers(rec, with_checksums=checksum_mode and rng is None)
+    for param, name in RESPONSE_OVERRIDES.items():
+        if param in q:
+            out[name] = q[param]
+    start, end, status = 0, rec.size, 200
+    if rng is not None:
+        start, end, status = rng.start, rng.end, 206
+        out["Content-Range"] = rng.content_range(rec.size)
+    out["Content-Length"] = str(end - start)
+    if not body:
+        resp = web.Response(status=status, headers=out)
+        return resp
+    stream = r.engine.read_range(rec, start, end)
+    return web.Response(status=status, headers=out, body=AsyncIterablePayload(stream))
+
+
+async def get_object(r: S3Request) -> web.StreamResponse:
+    return await _read(r, body=True)
+
+
+async def head_object(r: S3Request) -> web.StreamResponse:
+    return await _read(r, body=False)
+
+
+async def delete_object(r: S3Request) -> web.StreamResponse:
+    bucket, key = r.bucket, r.key
+    await r.engine.index.write(
+        lambda txn: catalog.delete_object(txn, bucket, key, r.engine.now_ms())
+    )
+    return web.Response(status=204)
+
+
+def _copy_source(value: str) -> tuple[str, str]:
+    src = unquote(value.split("?versionId=", 1)[0]).lstrip("/")
+    bucket, _, key = src.partition("/")
+    if not bucket or not key:
+        raise S3Error(
+            "InvalidArgument",
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=value,
+        )
+    return bucket, key
+
+
+async def copy_object(r: S3Request) -> web.StreamResponse:
+    dst_bucket, dst_key = r.bucket, r.key
+    headers = r.request.headers
+    src_bucket, src_key = _copy_source(headers.get("x-amz-copy-source", ""))
+    directive = (headers.get("x-amz-metadata-directive") or "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error(
+            "InvalidArgument",
+            "Unknown metadata directive.",
+            ArgumentName="x-amz-metadata-directive",
+            ArgumentValue=directive,
+        )
+    content_headers, meta = stored_headers(headers)
+    now = r.engine.now_ms()
+    same = (src_bucket, src_key) == (dst_bucket, dst_key)
+
+    def make(src: ObjectRecord) -> ObjectRecord:
+        check_read_conditions(headers, src, prefix="x-amz-copy-source-")
+        if same and directive == "COPY":
+            raise S3Error(
+                "InvalidRequest",
+                "This copy request is illegal because it is trying to copy an object to itself"
+                " without changing the object's metadata, storage class, website redirect"
+                " location or encryption attributes.",
+            )
+        if directive == "REPLACE":
+            return replace(src, mtime_ms=now, headers=content_headers, meta=meta)
+        return replace(src, mtime_ms=now)
+
+    rec = await r.engine.index.write(
+        lambda txn: catalog.copy_object(
+            txn,
+            src_bucket,
+            src_key,
+            dst_bucket,
+            dst_key,
+            make,
+            lambda cur: check_write_conditions(headers, cur),
+            now,
+        )
+    )
+    body: dict[str, Node] = {"LastModified": timestamp(rec.mtime_ms), "ETag": quoted(rec.etag)}
+    for algo, value in rec.checksums.items():
+        body["Checksum" + algo] = value
+    return xml_response("CopyObjectResult", body)
+
+
+async def delete_objects(r: S3Request) -> web.StreamResponse:
+    await require_bucket(r)
+    if (
+        r.header("content-md5") is None
+        and not any(h.lower().startswith("x-amz-checksum-") for h in r.request.headers)
+        and r.header("x-amz-sdk-checksum-algorithm") is None
+    ):
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
+    body = await r.small_body()
+    checks = checksum_request(r.request.headers)
+    if checks.given:
+        computed = {}
+        for algo in checks.given:
+            c = new_checksum(algo)
+            c.update(body)
+            computed[algo] = c.digest()
+        verify_checksums(checks, {}, computed)
+    quiet, keys = parse_delete(body)
+    bucket = r.bucket
+    now = r.engine.now_ms()
+
+    valid = [k for k in keys if 0 < len(k.encode()) <= 1024]
+
+    def run(txn: catalog.Txn) -> None:
+        for key in valid:
+            catalog.delete_object(txn, bucket, key, now)
+
+    await r.engine.index.write(run)
+    errors: list[Node] = [
+        {
+            "Key": k,
+            "Code": "KeyTooLongError" if k else "InvalidArgument",
+            "Message": "Your key is too long" if k else "The key must not be empty.",
+        }
+        for k in keys
+        if k not in valid
+    ]
+    deleted: list[Node] = [] if quiet else [{"Key": k} for k in valid]
+    return xml_response("DeleteResult", {"Deleted": deleted, "Error": errors})
+
+
+HANDLERS: dict[Op, Handler] = {
+    Op.PutObject: put_object,
+    Op.GetObject: get_object,
+    Op.HeadObject: head_object,
+    Op.DeleteObject: delete_object,
+    Op.CopyObject: copy_object,
+    Op.DeleteObjects: delete_objects,
+}

@@ -1,0 +1,134 @@
+"""All S3 XML in one place: documents are built from plain Python structures with
+ElementTree (never by string concatenation) and parsed with defusedxml."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Union
+
+import defusedxml.ElementTree as SafeET
+
+from gateway.s3.errors import S3Error
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+# A node: text (str/int/bool/datetime), a mapping of child tag -> node, or a list of nodes
+# (repeated elements with the parent's tag). None omits the element.
+Node = Union[str, int, bool, datetime, None, Mapping[str, "Node"], Sequence["Node"]]
+
+
+def timestamp(ms: int) -> str:
+    """ISO 8601 as S3 writes it in XML (millisecond field, always .000: second precision)."""
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _text(value: str | int | bool | datetime) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return str(value)
+
+
+def _fill(parent: ET.Element, tag: str, node: Node) -> None:
+    if node is None:
+        return
+    if isinstance(node, Mapping):
+        el = ET.SubElement(parent, tag)
+        for child_tag, child in node.items():
+            if child_tag.startswith("@"):  # an attribute of this element
+                el.set(child_tag[1:], _text(child))  # type: ignore[arg-type]
+            else:
+                _fill(el, child_tag, child)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            _fill(parent, tag, item)
+    else:
+        ET.SubElement(parent, tag).text = _text(node)  # type: ignore[arg-type]
+
+
+def document(
+    root: str, content: Mapping[str, Node], *, namespace: bool = True, text: str | None = None
+) -> bytes:
+    el = ET.Element(root, {"xmlns": NS} if namespace else {})
+    el.text = text
+    for tag, node in content.items():
+        _fill(el, tag, node)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="utf-8")
+
+
+def error_document(err: S3Error, request_id: str) -> bytes:
+    content: dict[str, Node] = {"Code": err.code, "Message": err.message}
+    if err.resource is not None:
+        content["Resource"] = err.resource
+    content.update(err.extra)
+    content["RequestId"] = request_id
+    return document("Error", content, namespace=False)
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def parse(body: bytes) -> ET.Element:
+    """Parse a request body (hardened: no entities, no DTDs). Namespaces are stripped."""
+    try:
+        root: ET.Element = SafeET.fromstring(body)
+    except (ET.ParseError, ValueError) as exc:
+        raise S3Error("MalformedXML") from exc
+    except SafeET.DefusedXmlException as exc:  # type: ignore[misc]
+        raise S3Error("MalformedXML") from exc
+    for el in root.iter():
+        if isinstance(el.tag, str) and "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    return root
+
+
+def child_text(el: ET.Element, tag: str) -> str | None:
+    c = el.find(tag)
+    return None if c is None else (c.text or "")
+
+
+def parse_delete(body: bytes) -> tuple[bool, list[str]]:
+    """DeleteObjects request: (quiet, keys)."""
+    root = parse(body)
+    if root.tag != "Delete":
+        raise S3Error("MalformedXML")
+    quiet = (child_text(root, "Quiet") or "false").strip().lower() == "true"
+    keys: list[str] = []
+    for obj in root.findall("Object"):
+        key = child_text(obj, "Key")
+        if key is None:
+            raise S3Error("MalformedXML")
+        keys.append(key)
+    if not keys or len(keys) > 1000:
+        raise S3Error("MalformedXML")
+    return quiet, keys
+
+
+def parse_location_constraint(body: bytes) -> str | None:
+    """CreateBucketConfiguration: the LocationConstraint, if any."""
+    if not body.strip():
+        return None
+    root = parse(body)
+    if root.tag != "CreateBucketConfiguration":
+        raise S3Error("MalformedXML")
+    return child_text(root, "LocationConstraint") or None
+
+
+def parse_acl_grants(body: bytes) -> list[tuple[str, str]]:
+    """AccessControlPolicy: (grantee id or URI, permission) pairs."""
+    root = parse(body)
+    if root.tag != "AccessControlPolicy":
+        raise S3Error("MalformedXML")
+    grants: list[tuple[str, str]] = []
+    for grant in root.iter("Grant"):
+        grantee = grant.find("Grantee")
+        who = (
+            ""
+            if grantee is None
+            else (child_text(grantee, "ID") or child_text(grantee, "URI") or "")
+        )
+        grants.append((who, child_text(grant, "Permission") or ""))
+    return grants
