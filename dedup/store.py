@@ -328,10 +328,17 @@ class DirectoryChunkStore:
         _mkdir_if_missing(self._chunks)
         for directory in (self._root.parent, self._root, Path(self._chunks)):
             _fsync_dir(str(directory))
+        # The chunks directory was fsynced above, so every "ab" entry in it is durable; fsyncing
+        # each "ab" directory makes its "cd" entries durable too (a previous process may have
+        # died before doing so). That is at most 256 fsyncs, and spares the first put into
+        # each existing leaf directory an fsync of its parent.
         for ab in _sorted_entries(self._chunks, _is_fanout_name):
             ab_path = os.path.join(self._chunks, ab)
+            self._linked.add(ab)
             for cd in _sorted_entries(ab_path, _is_fanout_name):
                 self._remove_tmp_files(os.path.join(ab_path, cd))
+                self._linked.add(ab + cd)
+            _fsync_dir(ab_path)
 
     @staticmethod
     def _remove_tmp_files(leaf: str) -> None:
