@@ -30,6 +30,12 @@ class ChunkerParams:
     def __post_init__(self) -> None:
         if not (64 <= self.min_size <= self.avg_size <= self.max_size <= 16 * MiB):
             raise ValueError(f"invalid chunker parameters: {self}")
+        # FastCDC has bounds of its own (e.g. max >= 1 KiB, min <= 1 MiB, avg - min >= min):
+        # refuse here what it would refuse at the first PUT, after the index has stored them.
+        try:
+            _fastcdc(self)
+        except ValueError as exc:
+            raise ValueError(f"invalid chunker parameters: {self}: {exc}") from None
 
     def encode(self) -> bytes:
         return f"fastcdc2020:{self.min_size}:{self.avg_size}:{self.max_size}".encode()
@@ -42,18 +48,22 @@ class ChunkerParams:
         return cls(int(lo), int(avg), int(hi))
 
 
+def _fastcdc(params: ChunkerParams) -> pyfastcdc.FastCDC:
+    # pyfastcdc's avg_size is the target *above* min_size ("cut-point skipping"): pass
+    # avg - min so that the mean chunk is near the configured average.
+    return pyfastcdc.FastCDC(
+        avg_size=max(256, params.avg_size - params.min_size),
+        min_size=params.min_size,
+        max_size=params.max_size,
+    )
+
+
 class StreamChunker:
     """Feed bytes in, get finished chunks out. Not thread-safe: one owner at a time."""
 
     def __init__(self, params: ChunkerParams) -> None:
         self.params = params
-        # pyfastcdc's avg_size is the target *above* min_size ("cut-point skipping"): pass
-        # avg - min so that the mean chunk is near the configured average.
-        self._cdc = pyfastcdc.FastCDC(
-            avg_size=max(256, params.avg_size - params.min_size),
-            min_size=params.min_size,
-            max_size=params.max_size,
-        )
+        self._cdc = _fastcdc(params)
         self._buf = bytearray()
 
     def feed(self, data: bytes | memoryview) -> list[bytes]:
@@ -68,6 +78,13 @@ class StreamChunker:
         return self._cut(final=True)
 
     def _cut(self, *, final: bool) -> list[bytes]:
+        out, end = self._scan(final)
+        # The iterator and the chunks held exports of the buffer; they died with _scan's
+        # frame (CPython refcounting), so the buffer may be resized now.
+        del self._buf[:end]
+        return out
+
+    def _scan(self, final: bool) -> tuple[list[bytes], int]:
         out: list[bytes] = []
         end = 0
         size = len(self._buf)
@@ -76,11 +93,7 @@ class StreamChunker:
                 break
             out.append(bytes(chunk.data))
             end = chunk.offset + chunk.length
-        # The iterator and the last chunk hold exports of the buffer; they are gone once
-        # their last reference is (CPython refcounting), so the buffer may be resized now.
-        chunk = None
-        del self._buf[:end]
-        return out
+        return out, end
 
 
 def chunk_all(data: bytes, params: ChunkerParams) -> Iterator[bytes]:

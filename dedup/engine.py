@@ -97,7 +97,9 @@ class Engine:
 
         async def fetch(h: bytes) -> bytes:
             data = await self.store.get(h)
-            digest = await loop.run_in_executor(self.hash_pool, lambda: blake3.blake3(data).digest())
+            digest = await loop.run_in_executor(
+                self.hash_pool, lambda: blake3.blake3(data).digest()
+            )
             if digest != h:
                 raise ChunkCorrupt(h.hex())
             return data
@@ -126,8 +128,11 @@ class Engine:
         """Wait for the GC round under way to finish (writers that met a DELETING chunk)."""
         if self._gc_lock.locked():
             await self._gc_round.wait()
-        else:  # a crashed round left the mark behind; the next round (or startup) clears it
-            await asyncio.sleep(0.05)
+        else:
+            # No round under way: a failed or cancelled one left the marks behind. Finish those
+            # deletions now (an infinite grace takes nothing else) rather than wait for the next
+            # periodic round, which may be far away or never come (gc_interval = 0).
+            await self.collect_garbage(grace_s=math.inf)
 
     async def collect_garbage(self, grace_s: float, batch: int = 2048) -> GcResult:
         """Rule 3: delete chunks whose count has been zero for longer than ``grace_s``."""
@@ -136,19 +141,32 @@ class Engine:
             self._gc_round = asyncio.Event()
             try:
                 cutoff = -1 if math.isinf(grace_s) else self.now_ms() - int(grace_s * 1000)
+                sem = asyncio.Semaphore(32)
+
+                async def delete(h: bytes) -> None:
+                    async with sem:
+                        await self.store.delete(h)
+
                 while True:
                     marked = await self.index.write(
                         lambda txn: refcount.gc_mark(txn, cutoff, batch)
                     )
                     if not marked:
                         break
-                    sem = asyncio.Semaphore(32)
-
-                    async def delete(h: bytes) -> None:
-                        async with sem:
-                            await self.store.delete(h)
-
-                    await asyncio.gather(*(delete(h) for h in marked))
+                    # Every delete of the batch is over before the round ends, whether one
+                    # failed or the round is cancelled: a delete still running after the round
+                    # could remove the new copy of a chunk a writer stored again meanwhile.
+                    deletes = asyncio.gather(
+                        *(delete(h) for h in marked), return_exceptions=True
+                    )
+                    try:
+                        outcomes = await asyncio.shield(deletes)
+                    except asyncio.CancelledError:
+                        await asyncio.wait([deletes])
+                        raise
+                    for outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
                     freed = await self.index.write(
                         lambda txn, marked=marked: refcount.gc_finish(txn, marked)  # type: ignore[misc]
                     )

@@ -29,7 +29,18 @@ from dedup.records import BucketRecord, ChunkRecord
 T = TypeVar("T")
 
 FORMAT_VERSION = b"1"
-DB_NAMES = ("meta", "buckets", "objects", "chunks", "gcq", "pins", "uploads", "nodes")
+DB_NAMES = (
+    "meta",
+    "buckets",
+    "objects",
+    "chunks",
+    "gcq",
+    "pins",
+    "uploads",
+    "parts",
+    "mpdone",
+    "nodes",
+)
 STATS = ("objects", "logical_bytes", "inline_bytes", "chunks", "chunk_bytes")
 _I64 = struct.Struct("<q")
 
@@ -83,15 +94,18 @@ class Txn:
     def delete(self, db: str, key: bytes) -> bool:
         return bool(self.txn.delete(key, db=self.dbs[db]))
 
-    def prefix(self, db: str, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def prefix(
+        self, db: str, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Items whose key starts with ``prefix``, in key order, from ``start`` (inclusive)."""
         cur = self.txn.cursor(db=self.dbs[db])
         if not cur.set_range(start if start is not None else prefix):
             return
         for k, v in cur:
-            if not k.startswith(prefix):
+            key = bytes(k)
+            if not key.startswith(prefix):
                 return
-            yield bytes(k), bytes(v)
+            yield key, bytes(v)
 
     def chunk(self, h: bytes) -> ChunkRecord | None:
         raw = self.get("chunks", h)
@@ -144,7 +158,13 @@ class Index:
         )
         self.dbs = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
-        self.store_id, self.chunker = self._init_meta(chunker)
+        self._closing = False
+        self._submit_lock = threading.Lock()  # nothing is queued behind the writer's stop
+        try:
+            self.store_id, self.chunker = self._init_meta(chunker)
+        except BaseException:
+            self.env.close()  # refused (other chunker, unknown format): leave nothing open
+            raise
         self._thread = threading.Thread(target=self._writer, name="index-writer", daemon=True)
         self._thread.start()
         self.batches = 0  # group-commit batches written (observability and tests)
@@ -172,7 +192,10 @@ class Index:
 
     def submit(self, fn: Callable[[Txn], T]) -> Future[T]:
         fut: Future[T] = Future()
-        self._queue.put(_Op(fn, fut))
+        with self._submit_lock:
+            if self._closing:  # the writer is gone: the future would never be resolved
+                raise RuntimeError("the index is closed")
+            self._queue.put(_Op(fn, fut))
         return fut
 
     async def write(self, fn: Callable[[Txn], T]) -> T:
@@ -243,9 +266,11 @@ class Index:
             return {name: txn.stat(name) for name in STATS}
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        with self._submit_lock:
+            stop, self._closing = not self._closing, True
+            if stop:
+                self._queue.put(None)  # after every write already queued
+        self._thread.join()
         self.env.close()
 
 

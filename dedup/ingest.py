@@ -48,9 +48,19 @@ class Ingest:
     BLOCK_QUEUE = 4  # body blocks waiting for the hashing threads
     SENDS_IN_FLIGHT = 8  # chunk writes in flight for this upload
 
-    def __init__(self, engine: Engine, checksum_algorithms: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        checksum_algorithms: Iterable[str] = (),
+        *,
+        inline: bool = True,
+        token: bytes | None = None,
+    ) -> None:
+        """``inline=False``: the body always becomes chunks (multipart parts, whose chunk
+        lists are concatenated). ``token``: pin under a token the caller already uses."""
         self.engine = engine
-        self.token = os.urandom(16)
+        self.token = token or self.new_token()
+        self._inline_max = engine.inline_max if inline else -1
         self._md5 = hashlib.md5()
         self._checksums = {a: new_checksum(a) for a in checksum_algorithms}
         self._chunker = StreamChunker(engine.index.chunker)
@@ -61,23 +71,22 @@ class Ingest:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(self.BLOCK_QUEUE)
         self._sends: set[asyncio.Task[None]] = set()
         self._send_slots = asyncio.Semaphore(self.SENDS_IN_FLIGHT)
+        self._send_error: BaseException | None = None  # the first failed chunk write
         self._worker = asyncio.get_running_loop().create_task(self._run())
         self._released = False
 
+    @staticmethod
+    def new_token() -> bytes:
+        """A fresh request token for pins (16 random bytes)."""
+        return os.urandom(16)
+
     async def write(self, data: bytes) -> None:
         """Queue a block of body bytes (backpressure when the pipeline is full)."""
-        if self._worker.done():
-            self._worker.result()  # re-raise the pipeline's failure
-            raise RuntimeError("ingest already finished")
-        put = asyncio.ensure_future(self._queue.put(data))
-        done, _ = await asyncio.wait({put, self._worker}, return_when=asyncio.FIRST_COMPLETED)
-        if put not in done:
-            put.cancel()
-            self._worker.result()
+        await self._enqueue(data)
 
     async def finish(self) -> IngestResult:
         """End of body: flush the chunker, wait for every chunk to be durable."""
-        await self._queue.put(None)
+        await self._enqueue(None)
         await self._worker
         return IngestResult(
             size=self._size,
@@ -89,13 +98,33 @@ class Ingest:
             token=self.token,
         )
 
+    async def _enqueue(self, item: bytes | None) -> None:
+        # Never block on a full queue once the worker is gone (it failed): re-raise instead.
+        if self._worker.done():
+            self._worker.result()  # re-raise the pipeline's failure
+            raise RuntimeError("ingest already finished")
+        put = asyncio.ensure_future(self._queue.put(item))
+        try:
+            done, _ = await asyncio.wait({put, self._worker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not put.done():
+                put.cancel()
+        if put not in done:
+            self._worker.result()
+            raise RuntimeError("ingest already finished")
+
     async def abort(self) -> None:
-        """Give back every pin of this request (the chunks become GC candidates)."""
+        """Give back every pin of this request (the chunks become GC candidates).
+
+        Chunk writes in flight are waited for, not cancelled: a store may finish a write it
+        has started whatever its caller does (DirectoryChunkStore shields it), and a write
+        landing after the pins are released could race GC and leave a chunk file the index
+        does not know (or, worse, recreate one GC is deleting)."""
         if not self._worker.done():
             self._worker.cancel()
-        for t in list(self._sends):
-            t.cancel()
-        await asyncio.gather(self._worker, *self._sends, return_exceptions=True)
+        await asyncio.gather(self._worker, return_exceptions=True)
+        if self._sends:
+            await asyncio.wait(list(self._sends))
         await self.release()
 
     async def release(self) -> None:
@@ -116,20 +145,38 @@ class Ingest:
                 if block is None:
                     break
                 self._size += len(block)
-                if not self._emitted and len(self._head) <= self.engine.inline_max:
-                    self._head += block[: self.engine.inline_max + 1 - len(self._head)]
+                if not self._emitted and len(self._head) <= self._inline_max:
+                    self._head += block[: self._inline_max + 1 - len(self._head)]
                 _, chunks = await asyncio.gather(
                     loop.run_in_executor(pool, self._digest, block),
                     loop.run_in_executor(pool, self._cut, block, False),
                 )
                 await self._handle(chunks)
-            if self._size <= self.engine.inline_max and not self._emitted:
+            if self._size <= self._inline_max and not self._emitted:
                 return  # small object: lives inline in its record
             await self._handle(await loop.run_in_executor(pool, self._cut, b"", True))
-            await asyncio.gather(*self._sends)
+            await self._wait_sends()
         finally:
-            if self._sends:
-                await asyncio.gather(*self._sends, return_exceptions=True)
+            # asyncio.wait, not gather: cancelling the worker must not cancel chunk writes
+            await self._wait_sends(check=False)
+
+    async def _wait_sends(self, *, check: bool = True) -> None:
+        if self._sends:
+            await asyncio.wait(list(self._sends))
+        if check:
+            self._check_sends()
+
+    def _check_sends(self) -> None:
+        """Raise the first failed chunk write (an object must never be committed without
+        every one of its chunks durable in the store)."""
+        if self._send_error is not None:
+            raise self._send_error
+
+    def _send_done(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            if self._send_error is None:
+                self._send_error = exc
 
     def _digest(self, block: bytes) -> None:
         self._md5.update(block)
@@ -153,9 +200,10 @@ class Ingest:
             )
             for h in res.to_send:
                 await self._send_slots.acquire()
+                self._check_sends()
                 task = asyncio.create_task(self._send(h, data[h]))
                 self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+                task.add_done_callback(self._send_done)
             if res.blocked:  # GC is deleting them: wait for that round, then pin anew
                 await self.engine.gc_round_done()
                 blocked = set(res.blocked)
@@ -163,8 +211,7 @@ class Ingest:
             else:
                 todo = []
             # failed sends surface here rather than at finish()
-            for t in [t for t in self._sends if t.done()]:
-                t.result()
+            self._check_sends()
         self._out.chunks.extend(want)
 
     async def _send(self, h: bytes, data: bytes) -> None:
