@@ -290,3 +290,28 @@ def verify_checksums(
                 "BadDigest", f"The {algo} you specified did not match the calculated checksum."
             )
     return {a: base64.b64encode(d).decode() for a, d in computed.items()}
+
+
+def parse_copy_range(value: str | None, size: int) -> tuple[int, int]:
+    """``x-amz-copy-source-range: bytes=first-last`` (both required, inside the source) as
+    [start, end); the whole source when absent."""
+    if value is None:
+        return 0, size
+    unit, eq, spec = value.strip().partition("=")
+    first, dash, last = spec.partition("-")
+    if (
+        unit != "bytes"
+        or not eq
+        or not dash
+        or not first.isdigit()
+        or not last.isdigit()
+        or int(last) < int(first)
+        or int(last) >= size
+    ):
+        raise S3Error(
+            "InvalidArgument",
+            f"Range specified is not valid for source object of size: {size}",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=value,
+        )
+    return int(first), int(last) + 1

@@ -3,10 +3,10 @@ ElementTree (never by string concatenation) and parsed with defusedxml."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Union
 
 import defusedxml.ElementTree as SafeET
 
@@ -16,7 +16,12 @@ NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 # A node: text (str/int/bool/datetime), a mapping of child tag -> node, or a list of nodes
 # (repeated elements with the parent's tag). None omits the element.
-Node = Union[str, int, bool, datetime, None, Mapping[str, "Node"], Sequence["Node"]]
+Node = str | int | bool | datetime | None | Mapping[str, "Node"] | Sequence["Node"]
+
+
+# Characters XML 1.0 cannot carry at all (not even as character references). S3 keys may hold
+# them; written raw they would make the whole document unparsable.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def timestamp(ms: int) -> str:
@@ -29,7 +34,7 @@ def _text(value: str | int | bool | datetime) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    return str(value)
+    return _NOT_XML.sub("\ufffd", str(value))
 
 
 def _fill(parent: ET.Element, tag: str, node: Node) -> None:
@@ -53,10 +58,15 @@ def document(
     root: str, content: Mapping[str, Node], *, namespace: bool = True, text: str | None = None
 ) -> bytes:
     el = ET.Element(root, {"xmlns": NS} if namespace else {})
-    el.text = text
     for tag, node in content.items():
         _fill(el, tag, node)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="utf-8")
+    if text is not None:
+        el.text = _text(text)
+    # A raw CR would reach the client's parser as LF (XML end-of-line handling): keys that hold
+    # one must keep it, so it is always written as a character reference.
+    body: bytes = ET.tostring(el, encoding="utf-8")
+    body = body.replace(b"\r", b"&#13;")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def error_document(err: S3Error, request_id: str) -> bytes:
@@ -77,7 +87,7 @@ def parse(body: bytes) -> ET.Element:
         root: ET.Element = SafeET.fromstring(body)
     except (ET.ParseError, ValueError) as exc:
         raise S3Error("MalformedXML") from exc
-    except SafeET.DefusedXmlException as exc:  # type: ignore[misc]
+    except SafeET.DefusedXmlException as exc:
         raise S3Error("MalformedXML") from exc
     for el in root.iter():
         if isinstance(el.tag, str) and "}" in el.tag:
@@ -132,3 +142,28 @@ def parse_acl_grants(body: bytes) -> list[tuple[str, str]]:
         )
         grants.append((who, child_text(grant, "Permission") or ""))
     return grants
+
+
+_PART_CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+
+
+def parse_complete_multipart(body: bytes) -> list[tuple[int, str, dict[str, str]]]:
+    """CompleteMultipartUpload request: (part number, ETag, {algorithm: checksum}) in the
+    order given (the handler checks the order)."""
+    root = parse(body)
+    if root.tag != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML")
+    parts: list[tuple[int, str, dict[str, str]]] = []
+    for part in root.findall("Part"):
+        number, etag = child_text(part, "PartNumber"), child_text(part, "ETag")
+        if number is None or etag is None or not number.strip().isdigit():
+            raise S3Error("MalformedXML")
+        sums = {
+            a: v.strip()
+            for a in _PART_CHECKSUMS
+            if (v := child_text(part, "Checksum" + a)) is not None
+        }
+        parts.append((int(number), etag.strip(), sums))
+    if not parts:
+        raise S3Error("MalformedXML")
+    return parts

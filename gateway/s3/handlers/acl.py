@@ -1,8 +1,12 @@
 """ACLs: every bucket and object is private to its owner. Get*Acl answers FULL_CONTROL for the
 owner; Put*Acl accepts what changes nothing (canned `private`, or a policy granting only the
-owner FULL_CONTROL) since s3cmd, rclone and others send it; anything else is NotImplemented."""
+owner FULL_CONTROL) since s3cmd, rclone and others send it; anything else is NotImplemented.
+The same holds for the ACL headers a write may carry (PutObject, CopyObject, CreateBucket):
+an ACL that would grant more than the owner has must never be dropped silently."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -34,15 +38,32 @@ def _policy(r: S3Request) -> web.Response:
     )
 
 
-async def _check_put(r: S3Request) -> None:
-    canned = r.header("x-amz-acl")
-    body = await r.small_body()
-    if canned is not None:
-        if canned.strip() != "private" or body.strip():
-            raise S3Error("NotImplemented", "Only the canned ACL 'private' is supported.")
-        return
-    if any(h.lower().startswith("x-amz-grant-") for h in r.request.headers):
+# Canned ACLs that grant nobody but the owner anything. The bucket owner is the object owner
+# here, so the bucket-owner-* ones are the same as private for objects.
+BUCKET_CANNED = frozenset({"private"})
+OBJECT_CANNED = frozenset({"private", "bucket-owner-full-control", "bucket-owner-read"})
+
+
+def check_acl_headers(headers: Mapping[str, str], *, is_object: bool) -> bool:
+    """Refuse (NotImplemented) ACL headers that would share a bucket or object; returns
+    whether a canned ACL was given."""
+    canned = headers.get("x-amz-acl")
+    if canned is not None and canned.strip() not in (OBJECT_CANNED if is_object else BUCKET_CANNED):
+        raise S3Error(
+            "NotImplemented", f"The canned ACL {canned.strip()!r} is not supported: only private."
+        )
+    if any(h.lower().startswith("x-amz-grant-") for h in headers):
         raise S3Error("NotImplemented", "ACL grants are not supported.")
+    return canned is not None
+
+
+async def _check_put(r: S3Request, *, is_object: bool) -> None:
+    canned = check_acl_headers(r.request.headers, is_object=is_object)
+    body = await r.small_body()
+    if canned:
+        if body.strip():
+            raise S3Error("NotImplemented", "A canned ACL and an ACL body cannot be combined.")
+        return
     if not body.strip():
         raise S3Error("MissingSecurityHeader", "Your request was missing a required header.")
     grants = parse_acl_grants(body)
@@ -57,7 +78,7 @@ async def get_bucket_acl(r: S3Request) -> web.StreamResponse:
 
 async def put_bucket_acl(r: S3Request) -> web.StreamResponse:
     await require_bucket(r)
-    await _check_put(r)
+    await _check_put(r, is_object=False)
     return web.Response(status=200)
 
 
@@ -68,7 +89,7 @@ async def get_object_acl(r: S3Request) -> web.StreamResponse:
 
 async def put_object_acl(r: S3Request) -> web.StreamResponse:
     await get_record(r, r.bucket, r.key)
-    await _check_put(r)
+    await _check_put(r, is_object=True)
     return web.Response(status=200)
 
 

@@ -7,10 +7,11 @@ import re
 
 from aiohttp import web
 
-from dedup import catalog
+from dedup import catalog, multipart
 from dedup.index import BucketExistsError
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
+from gateway.s3.handlers.acl import check_acl_headers
 from gateway.s3.handlers.common import require_bucket, xml_response
 from gateway.s3.router import Op
 from gateway.s3.xml import document, parse_location_constraint
@@ -37,6 +38,9 @@ async def create_bucket(r: S3Request) -> web.StreamResponse:
     name = r.bucket
     if not valid_bucket_name(name):
         raise S3Error("InvalidBucketName", BucketName=name)
+    check_acl_headers(r.request.headers, is_object=False)
+    if (r.header("x-amz-bucket-object-lock-enabled") or "").strip().lower() == "true":
+        raise S3Error("NotImplemented", "Object Lock is not supported.")
     constraint = parse_location_constraint(await r.small_body())
     if constraint is not None and constraint != r.config.region:
         raise S3Error("InvalidLocationConstraint", LocationConstraint=constraint)
@@ -56,7 +60,9 @@ async def create_bucket(r: S3Request) -> web.StreamResponse:
 
 async def delete_bucket(r: S3Request) -> web.StreamResponse:
     name = r.bucket
-    await r.engine.index.write(lambda txn: catalog.delete_bucket(txn, name))
+    await r.engine.index.write(
+        lambda txn: multipart.delete_bucket(txn, name, r.engine.now_ms())
+    )
     return web.Response(status=204)
 
 

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from dedup import catalog
+from dedup import catalog, refcount
+from dedup.index import Txn
+from dedup.records import ObjectRecord
 from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import Node, document
@@ -27,8 +29,8 @@ async def require_bucket(r: S3Request) -> None:
         raise S3Error("NoSuchBucket", bucket_name=bucket)
 
 
-async def get_record(r: S3Request, bucket: str, key: str) -> catalog.ObjectRecord:
-    def lookup(txn: catalog.Txn) -> catalog.ObjectRecord | None:
+async def get_record(r: S3Request, bucket: str, key: str) -> ObjectRecord:
+    def lookup(txn: Txn) -> ObjectRecord | None:
         if txn.bucket(bucket) is None:
             raise S3Error("NoSuchBucket", bucket_name=bucket)
         return catalog.get_object(txn, bucket, key)
@@ -37,3 +39,8 @@ async def get_record(r: S3Request, bucket: str, key: str) -> catalog.ObjectRecor
     if rec is None:
         raise S3Error("NoSuchKey", Key=key)
     return rec
+
+
+async def release_pins(r: S3Request, token: bytes) -> None:
+    """Give back every reference pinned under ``token`` (an abandoned write)."""
+    await r.engine.index.write(lambda txn: refcount.release(txn, token, r.engine.now_ms()))

@@ -12,13 +12,16 @@ from aiohttp.payload import AsyncIterablePayload
 
 from dedup import catalog
 from dedup.checksums import new_checksum
-from dedup.ingest import Ingest
+from dedup.index import Txn
+from dedup.ingest import Ingest, IngestResult
 from dedup.records import ObjectRecord
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import get_record, require_bucket, xml_response
+from gateway.s3.handlers.acl import check_acl_headers
+from gateway.s3.handlers.common import get_record, release_pins, require_bucket, xml_response
 from gateway.s3.objectmeta import (
     RESPONSE_OVERRIDES,
+    ChecksumRequest,
     NotModified,
     check_read_conditions,
     check_write_conditions,
@@ -37,38 +40,58 @@ MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB (a single PUT is limited to 5 GiB as in S
 MAX_PUT_SIZE = 5 * 1024**3
 
 
-async def put_object(r: S3Request) -> web.StreamResponse:
-    bucket, key = r.bucket, r.key
-    headers = r.request.headers
-    content_headers, meta = stored_headers(headers)
-    content_md5 = decode_content_md5(headers.get("content-md5"))
-    checks = checksum_request(headers)
-    # Fail fast (before the body) when the bucket is missing or a condition already fails;
-    # the commit transaction checks the conditions again, atomically.
-    current = await r.engine.read(lambda txn: _current(txn, bucket, key))
-    check_write_conditions(headers, current)
+async def ingest_body(
+    r: S3Request, checks: ChecksumRequest, *, inline: bool, max_size: int
+) -> tuple[IngestResult, dict[str, str]]:
+    """Stream the request body through an Ingest and verify Content-MD5 and the requested
+    checksums. On success the chunks are pinned under ``result.token``: the caller commits
+    them or releases the token (:func:`release_pins`); on failure nothing stays pinned."""
+    content_md5 = decode_content_md5(r.header("content-md5"))
     payload = r.payload()
-    if payload.declared_length is not None and payload.declared_length > MAX_PUT_SIZE:
-        raise S3Error("EntityTooLarge", MaxSizeAllowed=str(MAX_PUT_SIZE))
-    ingest = Ingest(r.engine, checks.algorithms)
+    if payload.declared_length is not None and payload.declared_length > max_size:
+        raise S3Error("EntityTooLarge", MaxSizeAllowed=str(max_size))
+    ingest = Ingest(r.engine, checks.algorithms, inline=inline)
     try:
+        received = 0
         while block := await payload.read():
+            received += len(block)
+            if received > max_size:
+                raise S3Error("EntityTooLarge", MaxSizeAllowed=str(max_size))
             await ingest.write(block)
         result = await ingest.finish()
         if content_md5 is not None and content_md5 != result.md5:
             raise S3Error("BadDigest")
         checksums = verify_checksums(checks, payload.trailers, result.checksums)
-        rec = ObjectRecord(
-            size=result.size,
-            etag=result.md5.hex(),
-            mtime_ms=r.engine.now_ms(),
-            headers=content_headers,
-            meta=meta,
-            checksums=checksums,
-            checksum_type="FULL_OBJECT" if checksums else "",
-            inline=result.inline,
-            chunks=result.chunks,
-        )
+    except BaseException:
+        await asyncio.shield(ingest.abort())
+        raise
+    return result, checksums
+
+
+async def put_object(r: S3Request) -> web.StreamResponse:
+    bucket, key = r.bucket, r.key
+    headers = r.request.headers
+    check_acl_headers(headers, is_object=True)
+    content_headers, meta = stored_headers(headers)
+    checks = checksum_request(headers)
+    decode_content_md5(headers.get("content-md5"))  # malformed → InvalidDigest before the body
+    # Fail fast (before the body) when the bucket is missing or a condition already fails;
+    # the commit transaction checks the conditions again, atomically.
+    current = await r.engine.read(lambda txn: _current(txn, bucket, key))
+    check_write_conditions(headers, current)
+    result, checksums = await ingest_body(r, checks, inline=True, max_size=MAX_PUT_SIZE)
+    rec = ObjectRecord(
+        size=result.size,
+        etag=result.md5.hex(),
+        mtime_ms=r.engine.now_ms(),
+        headers=content_headers,
+        meta=meta,
+        checksums=checksums,
+        checksum_type="FULL_OBJECT" if checksums else "",
+        inline=result.inline,
+        chunks=result.chunks,
+    )
+    try:
         await r.engine.index.write(
             lambda txn: catalog.commit_object(
                 txn,
@@ -82,7 +105,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
             )
         )
     except BaseException:
-        await asyncio.shield(ingest.abort())
+        await asyncio.shield(release_pins(r, result.token))
         raise
     out = {"ETag": quoted(rec.etag)}
     for algo, value in checksums.items():
@@ -92,7 +115,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
     return web.Response(status=200, headers=out)
 
 
-def _current(txn: catalog.Txn, bucket: str, key: str) -> ObjectRecord | None:
+def _current(txn: Txn, bucket: str, key: str) -> ObjectRecord | None:
     if txn.bucket(bucket) is None:
         raise S3Error("NoSuchBucket", bucket_name=bucket)
     return catalog.get_object(txn, bucket, key)
@@ -145,7 +168,7 @@ async def delete_object(r: S3Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-def _copy_source(value: str) -> tuple[str, str]:
+def copy_source(value: str) -> tuple[str, str]:
     src = unquote(value.split("?versionId=", 1)[0]).lstrip("/")
     bucket, _, key = src.partition("/")
     if not bucket or not key:
@@ -161,7 +184,8 @@ def _copy_source(value: str) -> tuple[str, str]:
 async def copy_object(r: S3Request) -> web.StreamResponse:
     dst_bucket, dst_key = r.bucket, r.key
     headers = r.request.headers
-    src_bucket, src_key = _copy_source(headers.get("x-amz-copy-source", ""))
+    check_acl_headers(headers, is_object=True)
+    src_bucket, src_key = copy_source(headers.get("x-amz-copy-source", ""))
     directive = (headers.get("x-amz-metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error(
@@ -228,7 +252,7 @@ async def delete_objects(r: S3Request) -> web.StreamResponse:
 
     valid = [k for k in keys if 0 < len(k.encode()) <= 1024]
 
-    def run(txn: catalog.Txn) -> None:
+    def run(txn: Txn) -> None:
         for key in valid:
             catalog.delete_object(txn, bucket, key, now)
 

@@ -1,29 +1,80 @@
-"""ListBuckets."""
+"""ListBuckets (with the prefix / max-buckets / continuation-token / bucket-region
+parameters S3 added in 2024)."""
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from aiohttp import web
 
 from dedup import catalog
 from gateway.s3.context import Handler, S3Request
+from gateway.s3.errors import S3Error
 from gateway.s3.handlers.common import owner, xml_response
 from gateway.s3.router import Op
-from gateway.s3.xml import timestamp
+from gateway.s3.xml import Node, timestamp
+
+DEFAULT_PAGE = 10_000
+
+
+def _max_buckets(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= DEFAULT_PAGE:
+        raise S3Error(
+            "InvalidArgument",
+            "Argument max-buckets must be an integer between 1 and 10000",
+            ArgumentName="max-buckets",
+            ArgumentValue=raw,
+        )
+    return int(raw)
+
+
+def _after(token: str | None) -> str:
+    if token is None:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            ArgumentName="continuation-token",
+            ArgumentValue=token,
+        ) from exc
 
 
 async def list_buckets(r: S3Request) -> web.StreamResponse:
+    q = r.query
+    prefix = q.get("prefix", "")
+    limit = _max_buckets(q.get("max-buckets"))
+    after = _after(q.get("continuation-token"))
+    region = q.get("bucket-region")
     buckets = await r.engine.read(catalog.list_buckets)
-    return xml_response(
-        "ListAllMyBucketsResult",
-        {
-            "Owner": owner(r),
-            "Buckets": {
-                "Bucket": [
-                    {"Name": name, "CreationDate": timestamp(b.created_ms)} for name, b in buckets
-                ]
-            },
+    if region is not None and region != r.config.region:
+        buckets = []
+    matching = [(n, b) for n, b in buckets if n.startswith(prefix) and n > after]
+    page = matching[:limit]
+    more = len(matching) > limit
+    body: dict[str, Node] = {
+        "Owner": owner(r),
+        "Buckets": {
+            "Bucket": [
+                {
+                    "Name": name,
+                    "CreationDate": timestamp(b.created_ms),
+                    "BucketRegion": r.config.region,
+                }
+                for name, b in page
+            ]
         },
-    )
+        "Prefix": prefix if "prefix" in q else None,
+        "ContinuationToken": base64.urlsafe_b64encode(page[-1][0].encode()).decode()
+        if more
+        else None,
+    }
+    return xml_response("ListAllMyBucketsResult", body)
 
 
 HANDLERS: dict[Op, Handler] = {Op.ListBuckets: list_buckets}
