@@ -43,6 +43,8 @@ def delete_bucket(txn: Txn, name: str) -> None:
         raise NoSuchBucketError(name)
     for _ in txn.prefix("objects", name.encode() + b"\0"):
         raise BucketNotEmptyError(name)
+    # multipart uploads in progress: the caller aborts them in the same transaction
+    # (dedup.multipart.delete_bucket); none may remain here
     for _ in txn.prefix("uploads", name.encode() + b"\0"):
         raise BucketNotEmptyError(name)
     txn.delete("buckets", name.encode())
@@ -82,6 +84,12 @@ def _replace(
         txn.put("objects", okey, rec.encode())
         _object_added(txn, rec, +1)
     return old
+
+
+def replace_object(txn: Txn, bucket: str, key: str, rec: ObjectRecord, now_ms: int) -> None:
+    """Write ``rec`` (whose references the caller has already accounted for) in place of
+    the current object, whose references are dropped."""
+    _replace(txn, bucket, key, rec, None, now_ms)
 
 
 def commit_object(
@@ -156,6 +164,10 @@ def list_objects(
     """Keys (and common prefixes) after ``marker`` in UTF-8 binary order. Seeks past each
     common prefix instead of reading its keys, so a page costs O(page), not O(bucket)."""
     out = Listing()
+    if max_keys <= 0:
+        # S3 answers max-keys=0 with an empty page that is not truncated: there is no key
+        # to continue from, so a truncated page without a marker would loop clients forever.
+        return out
     base = bucket.encode() + b"\0"
     pfx = base + prefix.encode()
     start = max(pfx, base + marker.encode())

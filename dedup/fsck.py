@@ -11,6 +11,7 @@ from typing import Any
 
 import blake3
 
+from dedup.multipart import PartRecord
 from dedup.index import STATS, Index, Txn
 from dedup.records import ChunkRecord, ChunkState, ObjectRecord
 from dedup.store import ChunkNotFound, ChunkStore
@@ -44,6 +45,8 @@ def expected_references(txn: Txn) -> tuple[Counter[bytes], dict[str, int], int]:
         stats["logical_bytes"] += rec.size
         stats["inline_bytes"] += len(rec.inline or b"")
         refs.update(h for h, _ in rec.chunks)
+    for _, raw in txn.prefix("parts", b""):
+        refs.update(h for h, _ in PartRecord.decode(raw).chunks)
     pinned = 0
     for k, v in txn.prefix("pins", b""):
         (n,) = struct.unpack("<I", v)
@@ -54,7 +57,9 @@ def expected_references(txn: Txn) -> tuple[Counter[bytes], dict[str, int], int]:
 
 def check_index(txn: Txn, report: FsckReport) -> dict[bytes, ChunkRecord]:
     refs, stats, report.pinned_references = expected_references(txn)
-    in_objects = {h for _, raw in txn.prefix("objects", b"") for h, _ in ObjectRecord.decode(raw).chunks}
+    in_objects = {
+        h for _, raw in txn.prefix("objects", b"") for h, _ in ObjectRecord.decode(raw).chunks
+    }
     report.objects = stats["objects"]
     entries: dict[bytes, ChunkRecord] = {}
     gcq = {k for k, _ in txn.prefix("gcq", b"")}
@@ -83,7 +88,9 @@ def check_index(txn: Txn, report: FsckReport) -> dict[bytes, ChunkRecord]:
     report.chunks = len(entries)
     for name in STATS:
         if txn.stat(name) != stats[name]:
-            report.problems.append(f"stat {name}: index says {txn.stat(name)}, recount {stats[name]}")
+            report.problems.append(
+                f"stat {name}: index says {txn.stat(name)}, recount {stats[name]}"
+            )
     return entries
 
 

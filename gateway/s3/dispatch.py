@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import structlog
 from aiohttp import web
 
+from dedup import multipart
 from dedup.engine import Engine
 from dedup.index import BucketExistsError, BucketNotEmptyError, NoSuchBucketError, NoSuchKeyError
 from dedup.store import ChunkCorrupt, ChunkNotFound
@@ -47,6 +48,14 @@ def translate(exc: Exception) -> S3Error | None:
             return S3Error("BucketNotEmpty", bucket_name=str(exc))
         case BucketExistsError():
             return S3Error("BucketAlreadyExists")
+        case multipart.NoSuchUploadError():
+            return S3Error("NoSuchUpload", UploadId=str(exc))
+        case multipart.InvalidPartError():
+            return S3Error("InvalidPart")
+        case multipart.InvalidPartOrderError():
+            return S3Error("InvalidPartOrder")
+        case multipart.EntityTooSmallError():
+            return S3Error("EntityTooSmall")
         case ChunkNotFound() | ChunkCorrupt():
             return S3Error("InternalError", "A stored chunk is missing or damaged.")
     return None

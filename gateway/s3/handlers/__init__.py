@@ -4,7 +4,7 @@ Operations absent from the table answer 501 NotImplemented."""
 from __future__ import annotations
 
 from gateway.s3.context import Handler
-from gateway.s3.handlers import acl, bucket, listing, objects, service
+from gateway.s3.handlers import acl, bucket, listing, multipart, objects, service
 from gateway.s3.router import Op
 
 HANDLERS: dict[Op, Handler] = {
@@ -13,4 +13,5 @@ HANDLERS: dict[Op, Handler] = {
     **acl.HANDLERS,
     **listing.HANDLERS,
     **objects.HANDLERS,
+    **multipart.HANDLERS,
 }
