@@ -4,17 +4,22 @@ transaction (via ``Index.write``) and applies the refcount rules of dedup/refcou
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dedup import refcount
 from dedup.index import (
+    KEY_INLINE_MAX,
+    LONG_MARK,
     BucketExistsError,
     BucketNotEmptyError,
     NoSuchBucketError,
     NoSuchKeyError,
     Txn,
     object_key,
+    split_value,
+    with_full_key,
 )
 from dedup.records import BucketRecord, ObjectRecord
 
@@ -58,20 +63,29 @@ def list_buckets(txn: Txn) -> list[tuple[str, BucketRecord]]:
 
 
 def get_object(txn: Txn, bucket: str, key: str) -> ObjectRecord | None:
-    raw = txn.get("objects", object_key(bucket, key))
-    return None if raw is None else ObjectRecord.decode(raw)
+    okey = object_key(bucket, key)
+    raw = txn.get("objects", okey)
+    if raw is None:
+        return None
+    full, record = split_value(okey, raw)
+    if full is not None and full != key.encode():  # a 128-bit hash collision: not this key
+        raise AssertionError(f"object key hash collision in bucket {bucket}")
+    return ObjectRecord.decode(record)
 
 
 def _replace(
-    txn: Txn, bucket: str, key: str, rec: ObjectRecord | None, check: Precondition | None,
+    txn: Txn,
+    bucket: str,
+    key: str,
+    rec: ObjectRecord | None,
+    check: Precondition | None,
     now_ms: int,
 ) -> ObjectRecord | None:
     """Write (or with ``rec=None`` delete) an object; drop the references of the old one."""
     if txn.bucket(bucket) is None:
         raise NoSuchBucketError(bucket)
     okey = object_key(bucket, key)
-    raw = txn.get("objects", okey)
-    old = None if raw is None else ObjectRecord.decode(raw)
+    old = get_object(txn, bucket, key)
     if check is not None:
         check(old)
     if old is not None:
@@ -81,7 +95,7 @@ def _replace(
         if old is not None:
             txn.delete("objects", okey)
     else:
-        txn.put("objects", okey, rec.encode())
+        txn.put("objects", okey, with_full_key(key, rec.encode()))
         _object_added(txn, rec, +1)
     return old
 
@@ -158,6 +172,78 @@ class Listing:
     next_marker: str | None = None  # the last key or common prefix returned when truncated
 
 
+class _Keys:
+    """Object keys of one bucket in true S3 order (UTF-8 byte order of the FULL key), with
+    the record bytes. Long-key groups (dedup.index.KEY_INLINE_MAX) are read whole and
+    sorted in memory; everything else streams from the cursor."""
+
+    def __init__(self, txn: Txn, bucket: str) -> None:
+        self.base = bucket.encode() + b"\0"
+        self.cur = txn.txn.cursor(db=txn.dbs["objects"])
+        self.on = False
+        self.advance = False  # the cursor's current item was consumed: step before reading
+        self.group: deque[tuple[str, bytes]] = deque()
+        self.skip: str | None = None
+
+    def seek(self, lower: str) -> None:
+        """Continue from the first key that may be >= ``lower`` (a lower bound)."""
+        self.group.clear()
+        self.advance = False
+        self.on = self.cur.set_range(self.base + lower.encode()[:KEY_INLINE_MAX])
+
+    def skip_prefix(self, cp: str) -> None:
+        """Skip every key starting with ``cp`` (a common prefix just returned)."""
+        while self.group and self.group[0][0].startswith(cp):
+            self.group.popleft()
+        if self.group:
+            return
+        cpb = cp.encode()
+        if len(cpb) < KEY_INLINE_MAX:
+            # lands after every raw key starting with cp (0xFF never occurs in UTF-8, and
+            # a long key's mark comes only after KEY_INLINE_MAX bytes)
+            self.advance = False
+            self.on = self.cur.set_range(self.base + cpb + b"\xff" * 20)
+        else:
+            self.skip = cp  # inside one long-key group: filter as it is read
+
+    def next(self) -> tuple[str, bytes] | None:
+        while True:
+            if self.group:
+                item = self.group.popleft()
+            else:
+                if self.advance and self.on:
+                    self.on = self.cur.next()
+                self.advance = False
+                if not self.on:
+                    return None
+                k = bytes(self.cur.key())
+                if not k.startswith(self.base):
+                    self.on = False
+                    return None
+                tail = k[len(self.base) :]
+                if LONG_MARK not in tail:
+                    item = (tail.decode(), bytes(self.cur.value()))
+                    self.advance = True
+                else:
+                    self._load_group(tail[: tail.index(LONG_MARK) + 1])
+                    continue
+            if self.skip is not None:
+                if item[0].startswith(self.skip):
+                    continue
+                self.skip = None
+            return item
+
+    def _load_group(self, tail_prefix: bytes) -> None:
+        prefix = self.base + tail_prefix
+        items = []
+        while self.on and bytes(self.cur.key()).startswith(prefix):
+            full, record = split_value(bytes(self.cur.key()), bytes(self.cur.value()))
+            assert full is not None
+            items.append((full.decode(), record))
+            self.on = self.cur.next()
+        self.group.extend(sorted(items))
+
+
 def list_objects(
     txn: Txn, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int
 ) -> Listing:
@@ -168,19 +254,16 @@ def list_objects(
         # S3 answers max-keys=0 with an empty page that is not truncated: there is no key
         # to continue from, so a truncated page without a marker would loop clients forever.
         return out
-    base = bucket.encode() + b"\0"
-    pfx = base + prefix.encode()
-    start = max(pfx, base + marker.encode())
-    cur = txn.txn.cursor(db=txn.dbs["objects"])
-    positioned = cur.set_range(start)
+    keys = _Keys(txn, bucket)
+    keys.seek(max(prefix, marker))
     count = 0
-    while positioned:
-        k = bytes(cur.key())
-        if not k.startswith(pfx):
+    while (item := keys.next()) is not None:
+        key, value = item
+        if not key.startswith(prefix):
+            if key < prefix:
+                continue
             break
-        key = k[len(base) :].decode()
         if key <= marker:
-            positioned = cur.next()
             continue
         if delimiter:
             pos = key.find(delimiter, len(prefix))
@@ -193,19 +276,16 @@ def list_objects(
                     out.prefixes.append(cp)
                     out.next_marker = cp
                     count += 1
-                # UTF-8 never contains 0xFF: this lands after every key starting with cp.
-                positioned = cur.set_range(base + cp.encode() + b"\xff")
+                keys.skip_prefix(cp)
                 continue
         if count >= max_keys:
             out.truncated = True
             break
-        v = cur.value()
-        _v, size, mtime, n = _HEAD.unpack_from(v)
-        etag = bytes(v[_HEAD.size : _HEAD.size + n]).decode()
+        _v, size, mtime, n = _HEAD.unpack_from(value)
+        etag = value[_HEAD.size : _HEAD.size + n].decode()
         out.entries.append(ListEntry(key, size, mtime, etag))
         out.next_marker = key
         count += 1
-        positioned = cur.next()
     if not out.truncated:
         out.next_marker = None
     return out

@@ -11,8 +11,8 @@ from typing import Any
 
 import blake3
 
+from dedup.index import STATS, Index, Txn, split_value
 from dedup.multipart import PartRecord
-from dedup.index import STATS, Index, Txn
 from dedup.records import ChunkRecord, ChunkState, ObjectRecord
 from dedup.store import ChunkNotFound, ChunkStore
 
@@ -39,8 +39,8 @@ def expected_references(txn: Txn) -> tuple[Counter[bytes], dict[str, int], int]:
     the number of pinned references."""
     refs: Counter[bytes] = Counter()
     stats = dict.fromkeys(STATS, 0)
-    for _, raw in txn.prefix("objects", b""):
-        rec = ObjectRecord.decode(raw)
+    for k, raw in txn.prefix("objects", b""):
+        rec = ObjectRecord.decode(split_value(k, raw)[1])
         stats["objects"] += 1
         stats["logical_bytes"] += rec.size
         stats["inline_bytes"] += len(rec.inline or b"")
@@ -58,7 +58,9 @@ def expected_references(txn: Txn) -> tuple[Counter[bytes], dict[str, int], int]:
 def check_index(txn: Txn, report: FsckReport) -> dict[bytes, ChunkRecord]:
     refs, stats, report.pinned_references = expected_references(txn)
     in_objects = {
-        h for _, raw in txn.prefix("objects", b"") for h, _ in ObjectRecord.decode(raw).chunks
+        h
+        for k, raw in txn.prefix("objects", b"")
+        for h, _ in ObjectRecord.decode(split_value(k, raw)[1]).chunks
     }
     report.objects = stats["objects"]
     entries: dict[bytes, ChunkRecord] = {}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import blake3
 import lmdb
 
 from dedup.chunker import ChunkerParams
@@ -73,8 +74,40 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# LMDB keys are at most 511 bytes; S3 keys up to 1024. A key longer than KEY_INLINE_MAX
+# bytes is stored under its first KEY_INLINE_MAX bytes + 0xFF + 16 bytes of its BLAKE3
+# hash, and its full key is kept at the front of the value (see with_full_key). UTF-8 never
+# contains 0xFF, so every key outside such a "long-key group" (keys sharing their first
+# KEY_INLINE_MAX bytes) still sorts exactly; a listing sorts each group in memory.
+KEY_INLINE_MAX = 400
+LONG_MARK = 0xFF
+_U16 = struct.Struct("<H")
+
+
 def object_key(bucket: str, key: str) -> bytes:
-    return bucket.encode() + b"\0" + key.encode()
+    kb = key.encode()
+    if len(kb) <= KEY_INLINE_MAX:
+        return bucket.encode() + b"\0" + kb
+    digest = blake3.blake3(kb).digest()[:16]
+    return bucket.encode() + b"\0" + kb[:KEY_INLINE_MAX] + bytes([LONG_MARK]) + digest
+
+
+def is_long(raw_key: bytes) -> bool:
+    return LONG_MARK in raw_key
+
+
+def with_full_key(key: str, value: bytes) -> bytes:
+    """The value stored for ``key``: prefixed with the full key when the key is long."""
+    kb = key.encode()
+    return value if len(kb) <= KEY_INLINE_MAX else _U16.pack(len(kb)) + kb + value
+
+
+def split_value(raw_key: bytes, raw_value: bytes) -> tuple[bytes | None, bytes]:
+    """(full key bytes for a long key else None, the record bytes)."""
+    if not is_long(raw_key):
+        return None, raw_value
+    (n,) = _U16.unpack_from(raw_value)
+    return bytes(raw_value[2 : 2 + n]), raw_value[2 + n :]
 
 
 class Txn:

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from dedup import catalog, refcount
-from dedup.index import NoSuchBucketError, NoSuchKeyError, Txn
+from dedup.index import (
+    KEY_INLINE_MAX,
+    NoSuchBucketError,
+    NoSuchKeyError,
+    Txn,
+    object_key,
+    split_value,
+    with_full_key,
+)
 from dedup.records import ObjectRecord, _Reader, _Writer
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -58,7 +66,16 @@ def _uid(upload_id: str) -> bytes:
 
 
 def upload_key(bucket: str, key: str, upload_id: str) -> bytes:
-    return bucket.encode() + b"\0" + key.encode() + b"\0" + _uid(upload_id)
+    """The object's index key (long keys encoded as in dedup.index) + NUL + upload id."""
+    return object_key(bucket, key) + b"\0" + _uid(upload_id)
+
+
+def _parse_upload(k: bytes, v: bytes) -> tuple[str, str, str, bytes]:
+    """(bucket, key, upload id, record bytes) of an ``uploads`` entry."""
+    okey, uid = k[:-17], k[-16:].hex()
+    bucket, _, tail = okey.partition(b"\0")
+    full, record = split_value(okey, v)
+    return bucket.decode(), (full if full is not None else tail).decode(), uid, record
 
 
 def part_key(upload_id: str, number: int) -> bytes:
@@ -141,16 +158,17 @@ class PartRecord:
 def create_upload(txn: Txn, bucket: str, key: str, upload_id: str, rec: UploadRecord) -> None:
     if txn.bucket(bucket) is None:
         raise NoSuchBucketError(bucket)
-    txn.put("uploads", upload_key(bucket, key, upload_id), rec.encode())
+    txn.put("uploads", upload_key(bucket, key, upload_id), with_full_key(key, rec.encode()))
 
 
 def get_upload(txn: Txn, bucket: str, key: str, upload_id: str) -> UploadRecord:
     if txn.bucket(bucket) is None:
         raise NoSuchBucketError(bucket)
-    raw = txn.get("uploads", upload_key(bucket, key, upload_id))
+    ukey = upload_key(bucket, key, upload_id)
+    raw = txn.get("uploads", ukey)
     if raw is None:
         raise NoSuchUploadError(upload_id)
-    return UploadRecord.decode(raw)
+    return UploadRecord.decode(_parse_upload(ukey, raw)[3])
 
 
 def iter_parts(txn: Txn, upload_id: str, after: int = 0) -> Iterator[tuple[int, PartRecord]]:
@@ -239,7 +257,7 @@ def complete_upload(
             if rec is not None and rec.etag == etag:
                 return Completed(rec, [], repeated=True)
         raise NoSuchUploadError(upload_id)
-    upload = UploadRecord.decode(raw)
+    upload = UploadRecord.decode(_parse_upload(ukey, raw)[3])
     if not requested:
         raise InvalidPartError("You must specify at least one part")
     numbers = [n for n, _ in requested]
@@ -295,11 +313,15 @@ def list_uploads(
     upload_id_marker: str,
     max_uploads: int,
 ) -> UploadListing:
+    """Uploads in key order, then initiation order (keys longer than
+    dedup.index.KEY_INLINE_MAX that share their first KEY_INLINE_MAX bytes list in hash
+    order among themselves)."""
     out = UploadListing()
     base = bucket.encode() + b"\0"
-    for k, v in txn.prefix("uploads", base + prefix.encode()):
-        rest = k[len(base) :]
-        key, uid = rest[:-17].decode(), rest[-16:].hex()
+    for k, v in txn.prefix("uploads", base + prefix.encode()[:KEY_INLINE_MAX]):
+        _, key, uid, record = _parse_upload(k, v)
+        if not key.startswith(prefix):
+            continue
         if key_marker:
             if key < key_marker:
                 continue
@@ -320,7 +342,7 @@ def list_uploads(
         if len(out.uploads) + len(out.prefixes) >= max_uploads:
             out.truncated = True
             break
-        out.uploads.append(UploadEntry(key, uid, UploadRecord.decode(v).initiated_ms))
+        out.uploads.append(UploadEntry(key, uid, UploadRecord.decode(record).initiated_ms))
         out.next_key_marker, out.next_upload_id_marker = key, uid
     return out
 
@@ -329,9 +351,9 @@ def expired_uploads(txn: Txn, older_than_ms: int, limit: int) -> list[tuple[str,
     """(bucket, key, upload id) of uploads initiated before ``older_than_ms``."""
     found: list[tuple[str, str, str]] = []
     for k, v in txn.prefix("uploads", b""):
-        if UploadRecord.decode(v).initiated_ms < older_than_ms:
-            bucket, _, rest = k.partition(b"\0")
-            found.append((bucket.decode(), rest[:-17].decode(), rest[-16:].hex()))
+        bucket, key, uid, record = _parse_upload(k, v)
+        if UploadRecord.decode(record).initiated_ms < older_than_ms:
+            found.append((bucket, key, uid))
             if len(found) >= limit:
                 break
     return found
@@ -352,9 +374,9 @@ def delete_bucket(txn: Txn, bucket: str, now_ms: int) -> None:
     for _ in txn.prefix("objects", base):
         break
     else:
-        for k, _ in list(txn.prefix("uploads", base)):
-            rest = k[len(base) :]
-            _remove_upload(txn, bucket, rest[:-17].decode(), rest[-16:].hex(), set(), now_ms)
+        for k, v in list(txn.prefix("uploads", base)):
+            _, key, uid, _record = _parse_upload(k, v)
+            _remove_upload(txn, bucket, key, uid, set(), now_ms)
         for k, _ in list(txn.prefix("mpdone", base)):
             txn.delete("mpdone", k)
     catalog.delete_bucket(txn, bucket)

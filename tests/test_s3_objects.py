@@ -717,11 +717,6 @@ SPECIAL_KEYS = [
 ]
 
 
-LMDB_KEY_BUG = (
-    "dedup/index.py object_key(): the LMDB key is bucket + NUL + key, but LMDB's maximum key"
-    " size is 511 bytes, so a key longer than ~510 - len(bucket) bytes (S3 allows 1024) makes"
-    " PutObject fail with 500 InternalError (lmdb.BadValsizeError in catalog._replace)"
-)
 
 
 NEWLINE_KEY_BUG = (
@@ -742,7 +737,6 @@ def test_key_with_newline(s3: Any, bucket: str) -> None:
     assert listed == {"line\nfeed", "crlf\r\nkey", "\n"}
 
 
-@pytest.mark.xfail(strict=True, reason=LMDB_KEY_BUG)
 def test_key_of_1024_bytes(s3: Any, bucket: str) -> None:
     for key in ("a" * 1024, "é" * 512, "d/" * 300):
         s3.put_object(Bucket=bucket, Key=key, Body=b"long")
