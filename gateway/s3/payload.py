@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import StreamReader
 from aiohttp.http_exceptions import HttpProcessingError
 
+from dedup.checksums import new_checksum
 from gateway.s3.auth import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
@@ -41,6 +42,7 @@ from gateway.s3.auth import (
     signatures_equal,
 )
 from gateway.s3.errors import S3Error
+from gateway.s3.objectmeta import checksum_request, verify_checksums
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -574,9 +576,11 @@ async def read_small_body(
     """The whole decoded body of an XML-carrying request, at most ``limit`` bytes.
 
     Larger bodies raise MaxMessageLengthExceeded (before reading, when the length is declared).
-    A Content-MD5 header is verified: malformed → InvalidDigest, mismatch → BadDigest.
+    A Content-MD5 header is verified: malformed → InvalidDigest, mismatch → BadDigest; so is
+    an ``x-amz-checksum-*`` value, from a header or from the trailer.
     """
     expected_md5 = _content_md5(request.headers.get("Content-MD5"))
+    checks = checksum_request(request.headers)
     reader = open_payload(request, auth, executor)
     if reader.declared_length is not None and reader.declared_length > limit:
         raise S3Error("MaxMessageLengthExceeded")
@@ -586,6 +590,12 @@ async def read_small_body(
         await _hash_pieces(hasher, [body], len(body), executor)
         if hasher.digest() != expected_md5:
             raise S3Error("BadDigest", ExpectedDigest=base64.b64encode(expected_md5).decode())
+    computed = {}
+    for algo in checks.algorithms:
+        c = new_checksum(algo)
+        await _hash_pieces(c, [body], len(body), executor)
+        computed[algo] = c.digest()
+    verify_checksums(checks, reader.trailers, computed)
     return body
 
 

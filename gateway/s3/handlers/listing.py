@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
 from dedup import catalog
+from dedup.index import Txn
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.common import owner, xml_response
+from gateway.s3.objectmeta import quoted
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, timestamp
-from gateway.s3.objectmeta import quoted
+
+Encoder = Callable[[str], str]
 
 MAX_KEYS = 1000
 
@@ -40,10 +44,19 @@ def _max_keys(q: dict[str, str]) -> int:
     return min(n, MAX_KEYS)
 
 
-def _encoder(q: dict[str, str]) -> tuple[bool, object]:
+def _identity(s: str) -> str:
+    return s
+
+
+def _url_encode(s: str) -> str:
+    # '+' and ' ' are both encoded: clients decode with unquote_plus.
+    return quote(s, safe="/")
+
+
+def _encoder(q: dict[str, str]) -> tuple[bool, Encoder]:
     enc = q.get("encoding-type")
     if enc is None:
-        return False, lambda s: s
+        return False, _identity
     if enc != "url":
         raise S3Error(
             "InvalidArgument",
@@ -51,7 +64,7 @@ def _encoder(q: dict[str, str]) -> tuple[bool, object]:
             ArgumentName="encoding-type",
             ArgumentValue=enc,
         )
-    return True, lambda s: quote(s, safe="/")
+    return True, _url_encode
 
 
 async def _list(r: S3Request, marker: str) -> tuple[catalog.Listing, dict[str, str]]:
@@ -59,7 +72,7 @@ async def _list(r: S3Request, marker: str) -> tuple[catalog.Listing, dict[str, s
     bucket, prefix, delimiter = r.bucket, q.get("prefix", ""), q.get("delimiter", "")
     max_keys = _max_keys(q)
 
-    def run(txn: catalog.Txn) -> catalog.Listing:
+    def run(txn: Txn) -> catalog.Listing:
         if txn.bucket(bucket) is None:
             raise S3Error("NoSuchBucket", bucket_name=bucket)
         return catalog.list_objects(txn, bucket, prefix, delimiter, marker, max_keys)
@@ -67,11 +80,11 @@ async def _list(r: S3Request, marker: str) -> tuple[catalog.Listing, dict[str, s
     return await r.engine.read(run), q
 
 
-def _contents(r: S3Request, listing: catalog.Listing, enc: object, with_owner: bool) -> list[Node]:
+def _contents(r: S3Request, listing: catalog.Listing, enc: Encoder, with_owner: bool) -> list[Node]:
     out: list[Node] = []
     for e in listing.entries:
         item: dict[str, Node] = {
-            "Key": enc(e.key),  # type: ignore[operator]
+            "Key": enc(e.key),
             "LastModified": timestamp(e.mtime_ms),
             "ETag": quoted(e.etag),
             "Size": e.size,
@@ -85,21 +98,22 @@ def _contents(r: S3Request, listing: catalog.Listing, enc: object, with_owner: b
 
 async def list_objects(r: S3Request) -> web.StreamResponse:
     marker = r.query.get("marker", "")
+    url, enc = _encoder(r.query)
     listing, q = await _list(r, marker)
-    url, enc = _encoder(q)
     body: dict[str, Node] = {
         "Name": r.bucket,
-        "Prefix": enc(q.get("prefix", "")),  # type: ignore[operator]
-        "Marker": enc(marker),  # type: ignore[operator]
+        "Prefix": enc(q.get("prefix", "")),
+        "Marker": enc(marker),
         "MaxKeys": _max_keys(q),
-        "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,  # type: ignore[operator]
+        "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,
         "IsTruncated": listing.truncated,
-        "NextMarker": enc(listing.next_marker)  # type: ignore[operator]
-        if listing.truncated and "delimiter" in q
+        # Only with a delimiter: without one, clients continue from the last key.
+        "NextMarker": enc(listing.next_marker)
+        if listing.truncated and listing.next_marker is not None and "delimiter" in q
         else None,
         "EncodingType": "url" if url else None,
         "Contents": _contents(r, listing, enc, with_owner=True),
-        "CommonPrefixes": [{"Prefix": enc(p)} for p in listing.prefixes],  # type: ignore[operator]
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in listing.prefixes],
     }
     return xml_response("ListBucketResult", body)
 
@@ -123,23 +137,23 @@ async def list_objects_v2(r: S3Request) -> web.StreamResponse:
     marker = _decode_token(token) if token is not None else start_after
     if token is not None and start_after > marker:
         marker = start_after
-    listing, q = await _list(r, marker)
     url, enc = _encoder(q)
+    listing, q = await _list(r, marker)
     body: dict[str, Node] = {
         "Name": r.bucket,
-        "Prefix": enc(q.get("prefix", "")),  # type: ignore[operator]
+        "Prefix": enc(q.get("prefix", "")),
         "MaxKeys": _max_keys(q),
         "KeyCount": len(listing.entries) + len(listing.prefixes),
-        "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,  # type: ignore[operator]
+        "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,
         "IsTruncated": listing.truncated,
         "ContinuationToken": token,
         "NextContinuationToken": base64.urlsafe_b64encode(listing.next_marker.encode()).decode()
         if listing.truncated and listing.next_marker is not None
         else None,
-        "StartAfter": enc(start_after) if "start-after" in q else None,  # type: ignore[operator]
+        "StartAfter": enc(start_after) if "start-after" in q else None,
         "EncodingType": "url" if url else None,
         "Contents": _contents(r, listing, enc, with_owner=q.get("fetch-owner") == "true"),
-        "CommonPrefixes": [{"Prefix": enc(p)} for p in listing.prefixes],  # type: ignore[operator]
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in listing.prefixes],
     }
     return xml_response("ListBucketResult", body)
 

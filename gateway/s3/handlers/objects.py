@@ -11,7 +11,6 @@ from aiohttp import web
 from aiohttp.payload import AsyncIterablePayload
 
 from dedup import catalog
-from dedup.checksums import new_checksum
 from dedup.index import Txn
 from dedup.ingest import Ingest, IngestResult
 from dedup.records import ObjectRecord
@@ -21,6 +20,7 @@ from gateway.s3.handlers.acl import check_acl_headers
 from gateway.s3.handlers.common import get_record, release_pins, require_bucket, xml_response
 from gateway.s3.objectmeta import (
     RESPONSE_OVERRIDES,
+    ByteRange,
     ChecksumRequest,
     NotModified,
     check_read_conditions,
@@ -29,6 +29,7 @@ from gateway.s3.objectmeta import (
     decode_content_md5,
     object_headers,
     parse_range,
+    part_range,
     quoted,
     stored_headers,
     verify_checksums,
@@ -132,18 +133,32 @@ async def _read(r: S3Request, *, body: bool) -> web.StreamResponse:
             status=304, headers={k: v for k, v in h.items() if k in ("ETag", "Last-Modified")}
         )
     q = r.query
-    if "partNumber" in q:
-        raise S3Error("NotImplemented", "GET with partNumber is not implemented yet.")
-    rng = parse_range(headers.get("range"), rec.size)
+    part = q.get("partNumber")
+    rng: ByteRange | None
+    if part is not None:
+        if headers.get("range") is not None:
+            raise S3Error(
+                "InvalidRequest", "Cannot specify both Range header and partNumber query parameter."
+            )
+        rng = part_range(part, rec)
+        # the part of a multipart object has no checksum of its own here (only the object's)
+        with_checksums = not rec.part_sizes
+    else:
+        rng = parse_range(headers.get("range"), rec.size)
+        with_checksums = rng is None
     checksum_mode = (headers.get("x-amz-checksum-mode") or "").upper() == "ENABLED"
-    out = object_headers(rec, with_checksums=checksum_mode and rng is None)
+    out = object_headers(rec, with_checksums=checksum_mode and with_checksums)
+    if part is not None and rec.part_sizes:
+        out["x-amz-mp-parts-count"] = str(len(rec.part_sizes))
     for param, name in RESPONSE_OVERRIDES.items():
         if param in q:
             out[name] = q[param]
     start, end, status = 0, rec.size, 200
     if rng is not None:
-        start, end, status = rng.start, rng.end, 206
-        out["Content-Range"] = rng.content_range(rec.size)
+        start, end = rng.start, rng.end
+        if end > start:  # an empty part has no byte range to name
+            status = 206
+            out["Content-Range"] = rng.content_range(rec.size)
     out["Content-Length"] = str(end - start)
     if not body:
         resp = web.Response(status=status, headers=out)
@@ -231,21 +246,10 @@ async def copy_object(r: S3Request) -> web.StreamResponse:
 
 async def delete_objects(r: S3Request) -> web.StreamResponse:
     await require_bucket(r)
-    if (
-        r.header("content-md5") is None
-        and not any(h.lower().startswith("x-amz-checksum-") for h in r.request.headers)
-        and r.header("x-amz-sdk-checksum-algorithm") is None
-    ):
-        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
-    body = await r.small_body()
     checks = checksum_request(r.request.headers)
-    if checks.given:
-        computed = {}
-        for algo in checks.given:
-            c = new_checksum(algo)
-            c.update(body)
-            computed[algo] = c.digest()
-        verify_checksums(checks, {}, computed)
+    if r.header("content-md5") is None and not checks.given and checks.trailer is None:
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
+    body = await r.small_body()  # verifies Content-MD5 and the checksum (header or trailer)
     quiet, keys = parse_delete(body)
     bucket = r.bucket
     now = r.engine.now_ms()
