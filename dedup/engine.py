@@ -6,19 +6,66 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-import blake3
-
 from dedup import refcount
 from dedup.index import Index, Txn
 from dedup.records import ObjectRecord
-from dedup.store import ChunkCorrupt, ChunkStore
+from dedup.store import ChunkStore
 
 T = TypeVar("T")
+
+
+class ByteBudget:
+    """A budget of bytes held in memory, taken by waiters in FIFO order.
+
+    The engine has two (see :class:`Engine`): *intake* (body blocks queued for hashing) and
+    *writes* (chunks being written to the store). Body intake waits on intake; a hashing
+    worker gives its block's intake back, then waits on writes for the chunks it must send;
+    chunk writes wait on nothing and give writes back when durable. Every wait therefore
+    ends by itself (no cycle), and memory is bounded by the two limits plus each upload's
+    chunker buffer (at most 2 * max chunk + one block: FastCDC must see that much to cut).
+    Clients get backpressure instead of memory growing with the number or size of uploads.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, n: int) -> None:
+        if n > self.limit:
+            raise ValueError(f"a single charge of {n} bytes exceeds the budget {self.limit}")
+        if not self._waiters and self.used + n <= self.limit:
+            self.used += n
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (n, fut)
+        self._waiters.append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(n)  # granted, then cancelled before the caller could use it
+            else:
+                self._waiters.remove(entry)
+                self._wake()
+            raise
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.used + self._waiters[0][0] <= self.limit:
+            n, fut = self._waiters.popleft()
+            if not fut.done():
+                self.used += n
+                fut.set_result(None)
 
 
 @dataclass
@@ -38,16 +85,26 @@ class Engine:
         *,
         inline_max: int = INLINE_MAX,
         hash_threads: int = 8,
+        inflight_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
         self.store = store
         self.inline_max = inline_max
+        if inflight_bytes < 8 * index.chunker.max_size:
+            raise ValueError("inflight_bytes must hold at least 8 maximum-size chunks")
+        self.intake_budget = ByteBudget(inflight_bytes // 4)
+        self.write_budget = ByteBudget(inflight_bytes - inflight_bytes // 4)
         self.hash_pool = ThreadPoolExecutor(hash_threads, thread_name_prefix="hash")
         self.read_pool = ThreadPoolExecutor(4, thread_name_prefix="index-read")
         self._clock = clock
         self._gc_lock = asyncio.Lock()
         self._gc_round = asyncio.Event()
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Bytes of upload data held in memory now (both budgets)."""
+        return self.intake_budget.used + self.write_budget.used
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -93,16 +150,11 @@ class Engine:
         if start >= end:
             return
         first, last, offset = rec.chunk_span(start, end)
-        loop = asyncio.get_running_loop()
 
-        async def fetch(h: bytes) -> bytes:
-            data = await self.store.get(h)
-            digest = await loop.run_in_executor(
-                self.hash_pool, lambda: blake3.blake3(data).digest()
-            )
-            if digest != h:
-                raise ChunkCorrupt(h.hex())
-            return data
+        def fetch(h: bytes) -> Awaitable[bytes]:
+            # ChunkStore.get returns bytes verified against their BLAKE3 name (end-to-end
+            # check, in the store's threads) or raises ChunkCorrupt / ChunkNotFound
+            return self.store.get(h)
 
         window: list[asyncio.Task[bytes]] = []
         nxt = first

@@ -74,6 +74,7 @@ class Ingest:
         self._send_error: BaseException | None = None  # the first failed chunk write
         self._worker = asyncio.get_running_loop().create_task(self._run())
         self._released = False
+        self._queued = 0  # budget bytes of blocks written and not yet hashed
 
     @staticmethod
     def new_token() -> bytes:
@@ -81,7 +82,10 @@ class Ingest:
         return os.urandom(16)
 
     async def write(self, data: bytes) -> None:
-        """Queue a block of body bytes (backpressure when the pipeline is full)."""
+        """Queue a block of body bytes. Waits while the pipeline or the engine's global
+        in-flight byte budget is full (backpressure to the client)."""
+        await self.engine.intake_budget.acquire(len(data))
+        self._queued += len(data)
         await self._enqueue(data)
 
     async def finish(self) -> IngestResult:
@@ -151,6 +155,7 @@ class Ingest:
                     loop.run_in_executor(pool, self._digest, block),
                     loop.run_in_executor(pool, self._cut, block, False),
                 )
+                self._unqueue(len(block))
                 await self._handle(chunks)
             if self._size <= self._inline_max and not self._emitted:
                 return  # small object: lives inline in its record
@@ -159,6 +164,7 @@ class Ingest:
         finally:
             # asyncio.wait, not gather: cancelling the worker must not cancel chunk writes
             await self._wait_sends(check=False)
+            self._unqueue(self._queued)  # blocks never hashed (an aborted upload)
 
     async def _wait_sends(self, *, check: bool = True) -> None:
         if self._sends:
@@ -201,6 +207,7 @@ class Ingest:
             for h in res.to_send:
                 await self._send_slots.acquire()
                 self._check_sends()
+                await self.engine.write_budget.acquire(len(data[h]))  # back when durable
                 task = asyncio.create_task(self._send(h, data[h]))
                 self._sends.add(task)
                 task.add_done_callback(self._send_done)
@@ -220,3 +227,9 @@ class Ingest:
             self._out.stored.append(h)
         finally:
             self._send_slots.release()
+            self.engine.write_budget.release(len(data))
+
+    def _unqueue(self, n: int) -> None:
+        if n:
+            self._queued -= n
+            self.engine.intake_budget.release(n)

@@ -86,7 +86,8 @@ class ChunkStore(Protocol):
         ...
 
     async def get(self, chunk_id: bytes) -> bytes:
-        """The chunk's body. Raises :class:`ChunkNotFound`."""
+        """The chunk's body, verified against its BLAKE3 name (the end-to-end check readers
+        rely on). Raises :class:`ChunkNotFound`, or :class:`ChunkCorrupt` on a mismatch."""
         ...
 
     async def has(self, chunk_id: bytes) -> bool: ...
@@ -489,9 +490,11 @@ class MemoryChunkStore:
         _check_id(chunk_id)
         self._check_open()
         try:
-            return self._chunks[chunk_id]
+            data = self._chunks[chunk_id]
         except KeyError:
             raise ChunkNotFound(chunk_id.hex()) from None
+        _verify(chunk_id, data)  # tests may damage a chunk in place: same contract as disk
+        return data
 
     async def has(self, chunk_id: bytes) -> bool:
         _check_id(chunk_id)
