@@ -331,7 +331,9 @@ def list_uploads(
             pos = key.find(delimiter, len(prefix))
             if pos >= 0:
                 cp = key[: pos + len(delimiter)]
-                if out.prefixes and out.prefixes[-1] == cp:
+                # already returned on this page, or on an earlier one (key_marker is then
+                # the common prefix itself, and its keys sort after it)
+                if (out.prefixes and out.prefixes[-1] == cp) or cp <= key_marker:
                     continue
                 if len(out.uploads) + len(out.prefixes) >= max_uploads:
                     out.truncated = True

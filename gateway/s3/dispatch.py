@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dedup import multipart
 from dedup.engine import Engine
@@ -61,6 +62,21 @@ def translate(exc: Exception) -> S3Error | None:
     return None
 
 
+_HTTP_TO_S3 = {
+    405: "MethodNotAllowed",
+    411: "MissingContentLength",
+    413: "EntityTooLarge",
+    414: "InvalidURI",
+    431: "InvalidRequest",
+}
+
+
+def _from_http(exc: web.HTTPException) -> S3Error:
+    if exc.status >= 500:
+        return S3Error("InternalError")
+    return S3Error(_HTTP_TO_S3.get(exc.status, "InvalidRequest"), exc.reason)
+
+
 def error_response(err: S3Error, request: web.Request, request_id: str) -> web.Response:
     if "bucket_name" in err.extra:
         err.extra = {"BucketName": err.extra.pop("bucket_name"), **err.extra}
@@ -77,7 +93,7 @@ def error_response(err: S3Error, request: web.Request, request_id: str) -> web.R
 @web.middleware
 async def s3_middleware(
     request: web.Request,
-    handler: web.RequestHandler,  # type: ignore[type-arg]
+    handler: Handler,
 ) -> web.StreamResponse:
     request_id = new_request_id()
     request[REQUEST_ID] = request_id
@@ -85,18 +101,20 @@ async def s3_middleware(
     status = 500
     try:
         try:
-            resp = await handler(request)
-        except S3Error as err:
-            resp = error_response(err, request, request_id)
+            resp: web.StreamResponse = await handler(request)
+        except S3Error as s3err:
+            resp = error_response(s3err, request, request_id)
+        except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body too large
+            resp = error_response(_from_http(exc), request, request_id)
         except (asyncio.CancelledError, ConnectionResetError):
             status = 499  # the client went away
             raise
-        except Exception as exc:  # noqa: BLE001 - the one place that turns failures into S3 errors
-            err = translate(exc)
-            if err is None:
+        except Exception as exc:  # the one place that turns any failure into an S3 error
+            translated = translate(exc)
+            if translated is None:
                 log.exception("internal error", request_id=request_id)
-                err = S3Error("InternalError")
-            resp = error_response(err, request, request_id)
+                translated = S3Error("InternalError")
+            resp = error_response(translated, request, request_id)
         status = resp.status
         if not resp.prepared:
             resp.headers["x-amz-request-id"] = request_id

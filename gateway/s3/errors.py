@@ -45,6 +45,7 @@ ERRORS: dict[str, tuple[int, str]] = {
         " this request was sent to.",
     ),
     "InvalidPart": (400, "One or more of the specified parts could not be found."),
+    "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "InvalidPartOrder": (400, "The list of parts was not in ascending order."),
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),

@@ -75,8 +75,6 @@ class _Hasher(Protocol):
 
     def digest(self) -> bytes: ...
 
-    def hexdigest(self) -> str: ...
-
 
 def _update_all(hasher: _Hasher, pieces: list[bytes]) -> None:
     for piece in pieces:

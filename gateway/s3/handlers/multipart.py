@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -18,17 +18,21 @@ from dedup.index import Txn
 from dedup.ingest import Ingest
 from dedup.multipart import PartRecord, UploadRecord
 from dedup.records import ObjectRecord
-from gateway.s3.context import Handler, S3Request
+from gateway.s3.context import MAX_XML_BODY, Handler, S3Request
 from gateway.s3.errors import S3Error
+from gateway.s3.handlers.acl import check_acl_headers
 from gateway.s3.handlers.common import owner, release_pins, xml_response
-from gateway.s3.handlers.objects import MAX_PUT_SIZE, copy_source, ingest_body
+from gateway.s3.handlers.objects import MAX_OBJECT_SIZE, MAX_PUT_SIZE, copy_source, ingest_body
 from gateway.s3.objectmeta import (
+    ChecksumRequest,
     check_read_conditions,
     check_write_conditions,
     checksum_request,
+    decode_content_md5,
     parse_copy_range,
     quoted,
     stored_headers,
+    verify_checksums,
 )
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, parse_complete_multipart, timestamp
@@ -62,6 +66,7 @@ async def _upload(r: S3Request) -> UploadRecord:
 
 async def create_multipart_upload(r: S3Request) -> web.StreamResponse:
     bucket, key = r.bucket, r.key
+    check_acl_headers(r.request.headers, is_object=True)
     headers, meta = stored_headers(r.request.headers)
     algo = (r.header("x-amz-checksum-algorithm") or "").upper()
     ctype = (r.header("x-amz-checksum-type") or "").upper()
@@ -104,13 +109,6 @@ async def abort_multipart_upload(r: S3Request) -> web.StreamResponse:
 
 
 # -- parts ---------------------------------------------------------------------------------
-
-
-def _part_response(part: PartRecord, upload: UploadRecord) -> dict[str, str]:
-    out = {"ETag": quoted(part.etag)}
-    if upload.checksum_algorithm and part.checksum:
-        out[f"x-amz-checksum-{upload.checksum_algorithm.lower()}"] = part.checksum
-    return out
 
 
 async def upload_part(r: S3Request) -> web.StreamResponse:
@@ -190,8 +188,14 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
     chunks: list[tuple[bytes, int]] = []
     inner: list[tuple[bytes, int]] = []
     stored: list[bytes] = []
+    edge: Ingest | None = None  # the partial chunks at an edge, chunked and stored anew
+
+    async def finish_edge(edge: Ingest) -> None:
+        res = await edge.finish()
+        chunks.extend(res.chunks)
+        stored.extend(res.stored)
+
     try:
-        edge: Ingest | None = None
         async for data, whole in _pieces(r, src, start, end, pieces):
             await loop.run_in_executor(engine.hash_pool, _update, md5, digest, data)
             if whole is None:
@@ -199,16 +203,14 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
                 await edge.write(data)
                 continue
             if edge is not None:
-                res = await edge.finish()
-                chunks += res.chunks
-                stored += res.stored
+                await finish_edge(edge)
                 edge = None
             chunks.append(whole)
             inner.append(whole)
         if edge is not None:
-            res = await edge.finish()
-            chunks += res.chunks
-            stored += res.stored
+            await finish_edge(edge)
+            edge = None
+        # the whole chunks inside the range: one more reference each, under the part's token
         await engine.index.write(lambda txn: refcount.pin(txn, token, inner))
         part = PartRecord(
             size=end - start,
@@ -223,6 +225,8 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
             )
         )
     except BaseException:
+        if edge is not None:  # wait for its chunk writes before the pins go (see Ingest.abort)
+            await asyncio.shield(edge.abort())
         await asyncio.shield(release_pins(r, token))
         raise
     finally:
@@ -286,36 +290,98 @@ def _combined_checksum(upload: UploadRecord, parts: list[PartRecord]) -> dict[st
     return {algo: f"{base64.b64encode(c.digest()).decode()}-{len(parts)}"}
 
 
+def build_object(
+    upload: UploadRecord,
+    parts: list[PartRecord],
+    requested: list[tuple[int, str, dict[str, str]]],
+    headers: Mapping[str, str],
+    now_ms: int,
+) -> ObjectRecord:
+    """The record CompleteMultipartUpload writes, once the listed parts exist and their ETags
+    match (dedup/multipart.py): checks the part checksums, the checksum type and the object
+    size the request states, the 5 TiB limit, and the whole-object checksum it may carry."""
+    algo, ctype = upload.checksum_algorithm, upload.checksum_type
+    if algo:
+        # S3: with checksums on the parts, the part numbers run 1..N without gaps
+        if any(n != i for i, (n, _, _) in enumerate(requested, 1)):
+            raise S3Error("InvalidPartOrder")
+    for (number, _etag, sums), part in zip(requested, parts, strict=True):
+        for a, value in sums.items():
+            if a != algo or value != part.checksum:
+                raise S3Error("InvalidPart", f"The checksum of part {number} does not match.")
+        if ctype == "COMPOSITE" and algo not in sums:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using a {algo.lower()} checksum. The complete request"
+                f" must include the checksum for each part. It was missing for part {number}"
+                " in the request.",
+            )
+    wanted_type = (headers.get("x-amz-checksum-type") or "").strip().upper()
+    if wanted_type and wanted_type != ctype:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {ctype or 'null'} checksum mode. The complete"
+            f" request must use the same checksum mode.",
+        )
+    size = sum(p.size for p in parts)
+    stated = headers.get("x-amz-mp-object-size")
+    if stated is not None and (not stated.strip().isdigit() or int(stated) != size):
+        raise S3Error(
+            "InvalidRequest",
+            f"The provided 'x-amz-mp-object-size' header value {stated} does not match what was"
+            f" computed: {size}",
+        )
+    if size > MAX_OBJECT_SIZE:
+        raise S3Error("EntityTooLarge", MaxSizeAllowed=str(MAX_OBJECT_SIZE))
+    checksums = _combined_checksum(upload, parts)
+    for a, raw in checksum_request(headers).given.items():
+        # a COMPOSITE value is compared without its "-N"
+        if checksums.get(a, "").split("-")[0] != base64.b64encode(raw).decode():
+            raise S3Error(
+                "BadDigest", f"The {a} you specified did not match the calculated checksum."
+            )
+    return ObjectRecord(
+        size=size,
+        etag=multipart.multipart_etag([p.md5 for p in parts]),
+        mtime_ms=now_ms,
+        headers=upload.headers,
+        meta=upload.meta,
+        checksums=checksums,
+        checksum_type=ctype if checksums else "",
+        chunks=[c for p in parts for c in p.chunks],
+        part_sizes=[p.size for p in parts],
+    )
+
+
+async def _complete_body(r: S3Request) -> bytes:
+    """The request's XML. Not ``r.small_body()``, which verifies x-amz-checksum-* headers
+    against the body: here they carry the checksum of the whole object being completed."""
+    content_md5 = decode_content_md5(r.header("content-md5"))
+    reader = r.payload()
+    if reader.declared_length is not None and reader.declared_length > MAX_XML_BODY:
+        raise S3Error("MaxMessageLengthExceeded")
+    body = await reader.read_all(MAX_XML_BODY)
+    if content_md5 is not None and hashlib.md5(body).digest() != content_md5:
+        raise S3Error("BadDigest")
+    trailer = checksum_request(r.request.headers).trailer
+    if trailer is not None:  # an aws-chunked body's trailer is the XML's own checksum
+        c = new_checksum(trailer)
+        c.update(body)
+        verify_checksums(
+            ChecksumRequest([trailer], {}, trailer), reader.trailers, {trailer: c.digest()}
+        )
+    return body
+
+
 async def complete_multipart_upload(r: S3Request) -> web.StreamResponse:
     bucket, key, uid = r.bucket, r.key, _upload_id(r)
     headers = r.request.headers
-    requested = parse_complete_multipart(await r.small_body())
+    checksum_request(headers)  # a malformed checksum header fails before the body is read
+    requested = parse_complete_multipart(await _complete_body(r))
     now = r.engine.now_ms()
-    given = checksum_request(headers).given
 
     def make(upload: UploadRecord, parts: list[PartRecord]) -> ObjectRecord:
-        for (number, _etag, sums), part in zip(requested, parts, strict=True):
-            for algo, value in sums.items():
-                if algo != upload.checksum_algorithm or value != part.checksum:
-                    raise S3Error("InvalidPart", f"The checksum of part {number} does not match.")
-        checksums = _combined_checksum(upload, parts)
-        for algo, raw in given.items():
-            mine = checksums.get(algo, "")
-            if mine.split("-")[0] != base64.b64encode(raw).decode():
-                raise S3Error(
-                    "BadDigest", f"The {algo} you specified did not match the calculated checksum."
-                )
-        return ObjectRecord(
-            size=sum(p.size for p in parts),
-            etag=multipart.multipart_etag([p.md5 for p in parts]),
-            mtime_ms=now,
-            headers=upload.headers,
-            meta=upload.meta,
-            checksums=checksums,
-            checksum_type=upload.checksum_type if checksums else "",
-            chunks=[c for p in parts for c in p.chunks],
-            part_sizes=[p.size for p in parts],
-        )
+        return build_object(upload, parts, requested, headers, now)
 
     done = await r.engine.index.write(
         lambda txn: multipart.complete_upload(
