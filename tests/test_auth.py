@@ -326,10 +326,18 @@ def test_host_must_be_signed() -> None:
     _raises("AuthorizationHeaderMalformed", signed)
 
 
-def test_unsupported_mechanism() -> None:
+@pytest.mark.parametrize("value", ["Bearer abc", "AWS3 AKIDEXAMPLE:c2ln", "AWS4-HMAC-SHA512 x"])
+def test_unsupported_mechanism(value: str) -> None:
+    signed = sign_header("GET", _object_url("bucket", "key"))
+    signed.headers["Authorization"] = value
+    _raises("InvalidRequest", signed)
+
+
+def test_sigv2_header_is_verified() -> None:
+    # "AWS <key>:<signature>" is SigV2 (see tests/test_auth_v2.py): checked, not refused.
     signed = sign_header("GET", _object_url("bucket", "key"))
     signed.headers["Authorization"] = "AWS AKIDEXAMPLE:c2lnbmF0dXJl"
-    _raises("InvalidRequest", signed)
+    _raises("SignatureDoesNotMatch", signed)
 
 
 def test_credential_date_must_match_request_date() -> None:
@@ -499,9 +507,13 @@ def test_presigned_unknown_key() -> None:
     _raises("InvalidAccessKeyId", signed, query=query)
 
 
-def test_sigv2_presigned_rejected() -> None:
+def test_sigv2_presigned_is_verified() -> None:
+    # AWSAccessKeyId/Expires/Signature is a SigV2 presigned URL (see tests/test_auth_v2.py).
     signed = presign("GET", _object_url("bucket", "key"))
-    _raises("InvalidRequest", signed, query="AWSAccessKeyId=AK&Expires=1&Signature=c2ln")
+    err = _raises("AccessDenied", signed, query="AWSAccessKeyId=AK&Expires=1&Signature=c2ln")
+    assert err.message == "Request has expired"
+    query = f"AWSAccessKeyId={ACCESS_KEY}&Expires=99999999999&Signature=c2ln"
+    _raises("SignatureDoesNotMatch", signed, query=query)
 
 
 # --------------------------------------------------------------------------- published vectors

@@ -1,4 +1,4 @@
-"""AWS Signature Version 4 verification for S3 requests.
+"""AWS signature verification for S3 requests: Signature Version 4, and the legacy Version 2.
 
 Both forms of SigV4 are supported:
 
@@ -7,14 +7,22 @@ Both forms of SigV4 are supported:
 * presigned URLs (``X-Amz-Algorithm``, ``X-Amz-Credential``, ``X-Amz-Date``, ``X-Amz-Expires``,
   ``X-Amz-SignedHeaders`` and ``X-Amz-Signature`` query parameters).
 
+And both forms of SigV2 (what boto3 still presigns with by default against a custom endpoint,
+and what older tools such as s3cmd sign with):
+
+* header authentication (``Authorization: AWS <AccessKeyId>:<Signature>``), and
+* presigned URLs (``AWSAccessKeyId``, ``Expires`` and ``Signature`` query parameters).
+
 :func:`authenticate` checks the signature of the request line and headers only. The payload is
 verified while it is read (see :mod:`gateway.s3.payload`), which is why the result carries the
 declared ``x-amz-content-sha256`` and, for streaming uploads, the signing key and the seed
-signature that chunk signatures chain from.
+signature that chunk signatures chain from. SigV2 never signs the payload: a SigV2 result carries
+no signing key, so SigV4-signed streaming uploads are refused for it.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -72,6 +80,58 @@ _UNSUPPORTED_MECHANISM = (
     "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
 )
 
+V2_ALGORITHM = "AWS"
+_V2_QUERY_AUTH_PARAMS = ("AWSAccessKeyId", "Expires", "Signature")
+V2_SUBRESOURCES = frozenset(
+    {
+        "acl",
+        "cors",
+        "delete",
+        "lifecycle",
+        "location",
+        "logging",
+        "notification",
+        "partNumber",
+        "policy",
+        "requestPayment",
+        "response-cache-control",
+        "response-content-disposition",
+        "response-content-encoding",
+        "response-content-language",
+        "response-content-type",
+        "response-expires",
+        "restore",
+        "tagging",
+        "torrent",
+        "uploadId",
+        "uploads",
+        "versionId",
+        "versioning",
+        "versions",
+        "website",
+    }
+)
+"""Query parameters a SigV2 CanonicalizedResource includes (the documented list)."""
+V2_EXTRA_SUBRESOURCES = frozenset(
+    {
+        "accelerate",
+        "analytics",
+        "defaultObjectAcl",
+        "encryption",
+        "inventory",
+        "legal-hold",
+        "metrics",
+        "object-lock",
+        "replication",
+        "retention",
+        "select",
+        "select-type",
+        "storageClass",
+    }
+)
+"""Newer sub-resources some SigV2 signers (botocore among them) also include; tried as well."""
+_STREAMING_SIGV4_PAYLOADS = frozenset({STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER})
+
 
 class CredentialStore(Protocol):
     """Where secret keys come from."""
@@ -116,6 +176,8 @@ class _Credential:
 class _QueryParam:
     raw_key: str
     raw_value: str
+    has_value: bool = True
+    """Whether the parameter was sent with an '=' ("acl=" rather than "acl")."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -194,8 +256,8 @@ def _parse_query(raw_query: str) -> list[_QueryParam]:
     for piece in raw_query.split("&"):
         if not piece:
             continue
-        key, _, value = piece.partition("=")
-        params.append(_QueryParam(key, value))
+        key, sep, value = piece.partition("=")
+        params.append(_QueryParam(key, value, bool(sep)))
     return params
 
 
@@ -390,23 +452,31 @@ def authenticate(
     credentials: CredentialStore,
     region: str,
     now: datetime,
+    *,
+    virtual_host_bucket: str | None = None,
 ) -> AuthResult:
-    """Verify the SigV4 signature of a request; see the module docstring.
+    """Verify the SigV4 or SigV2 signature of a request; see the module docstring.
 
     ``raw_path`` and ``raw_query`` are the request target exactly as received (still
     percent-encoded); ``headers`` must look up case-insensitively (a multidict preserves repeated
-    headers). Raises :class:`S3Error` on any authentication failure; returns an anonymous result
+    headers). ``virtual_host_bucket`` is the bucket a virtual-host style request names in its
+    ``Host`` header (SigV2 signs it as a prefix of the path); None for path style. Raises
+    :class:`S3Error` on any authentication failure; returns an anonymous result
     (``access_key is None``) when the request carries no credentials at all.
     """
     now = _utc(now)
     params = _parse_query(raw_query)
     authorization = _header(headers, "Authorization")
     query_signature = _query_value(params, "X-Amz-Signature")
+    v4_query = query_signature is not None or _query_value(params, "X-Amz-Algorithm") is not None
+    v2_query = not v4_query and any(
+        _query_value(params, name) is not None for name in ("AWSAccessKeyId", "Signature")
+    )
     content_sha256 = _header(headers, "x-amz-content-sha256")
     if content_sha256 is not None:
         content_sha256 = content_sha256.strip()
 
-    if authorization is not None and query_signature is not None:
+    if authorization is not None and (query_signature is not None or v2_query):
         raise S3Error(
             "InvalidArgument",
             "Only one auth mechanism allowed; only the X-Amz-Algorithm"
@@ -415,6 +485,18 @@ def authenticate(
             ArgumentName="Authorization",
         )
     if authorization is not None:
+        if authorization.strip().partition(" ")[0] == V2_ALGORITHM:
+            return _authenticate_v2_header(
+                method,
+                raw_path,
+                params,
+                headers,
+                authorization,
+                content_sha256,
+                credentials,
+                now,
+                virtual_host_bucket,
+            )
         return _authenticate_header(
             method,
             raw_path,
@@ -426,12 +508,21 @@ def authenticate(
             region,
             now,
         )
-    if query_signature is not None or _query_value(params, "X-Amz-Algorithm") is not None:
+    if v4_query:
         return _authenticate_query(
             method, raw_path, params, headers, content_sha256, credentials, region, now
         )
-    if _query_value(params, "AWSAccessKeyId") is not None:
-        raise S3Error("InvalidRequest", _UNSUPPORTED_MECHANISM)
+    if v2_query:
+        return _authenticate_v2_query(
+            method,
+            raw_path,
+            params,
+            headers,
+            content_sha256,
+            credentials,
+            now,
+            virtual_host_bucket,
+        )
     _check_content_sha256(content_sha256)
     return AuthResult(
         access_key=None,
@@ -623,3 +714,284 @@ def _authenticate_query(
         amz_date=amz_date,
         scope=cred.scope,
     )
+
+
+# --------------------------------------------------------------------------- SigV2
+
+
+def sign_v2(secret_key: str, string_to_sign: str) -> str:
+    """base64(HMAC-SHA1(secret, StringToSign)): the SigV2 signature."""
+    digest = hmac.new(
+        secret_key.encode("utf-8"), _wire_bytes(string_to_sign), hashlib.sha1
+    ).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _v2_canonical_amz_headers(
+    headers: Mapping[str, str], extra: Iterable[tuple[str, str]] = ()
+) -> str:
+    """x-amz-* headers lower-cased and sorted, values trimmed, repeated ones joined with ','.
+
+    ``extra`` are (name, value) pairs from the query string of a presigned URL (botocore moves
+    the x-amz-* headers it signed there); a header of the same name takes precedence.
+    """
+    values: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith("x-amz-"):
+            values.setdefault(lowered, []).append(str(value).strip())
+    from_query: dict[str, list[str]] = {}
+    for name, value in extra:
+        lowered = name.lower()
+        if lowered.startswith("x-amz-") and lowered not in values:
+            from_query.setdefault(lowered, []).append(value.strip())
+    values.update(from_query)
+    return "".join(f"{name}:{','.join(values[name])}\n" for name in sorted(values))
+
+
+def _v2_subresources(
+    params: Iterable[_QueryParam], names: frozenset[str], value_form: str, bare_empty: bool
+) -> str:
+    """The '?'-prefixed sub-resource part of a CanonicalizedResource ('' when there is none).
+
+    ``value_form`` is "decoded" (the documented form: values are signed unencoded, a '+' kept
+    literally), "form" (decoded with '+' as a space) or "raw" (as sent, still encoded: what some
+    older signers use). With ``bare_empty`` an empty value is signed without its '='.
+    """
+    pairs: list[tuple[str, str | None]] = []
+    for param in params:
+        key = _decode_query_component(param.raw_key, plus_is_space=False).decode(
+            "utf-8", "surrogateescape"
+        )
+        if key not in names:
+            continue
+        value: str | None = None
+        if param.has_value:
+            if value_form == "raw":
+                value = param.raw_value
+            else:
+                value = _decode_query_component(
+                    param.raw_value, plus_is_space=value_form == "form"
+                ).decode("utf-8", "surrogateescape")
+            if bare_empty and value == "":
+                value = None
+        pairs.append((key, value))
+    if not pairs:
+        return ""
+    pairs.sort(key=lambda pair: pair[0])  # stable: repeated keys keep their order
+    return "?" + "&".join(key if value is None else f"{key}={value}" for key, value in pairs)
+
+
+def _v2_canonical_resources(
+    raw_path: str, params: list[_QueryParam], virtual_host_bucket: str | None
+) -> list[str]:
+    """CanonicalizedResource candidates: the documented form first, then tolerated variants."""
+    path = raw_path.split("?", 1)[0] or "/"
+    if virtual_host_bucket:
+        path = f"/{virtual_host_bucket}{path}"
+    paths = [path]
+    if path.count("/") == 1 and path != "/":
+        # A path-style bucket request: "/bucket" and "/bucket/" name the same resource, and
+        # signers (botocore among them) sign the latter whichever they send.
+        paths.append(path + "/")
+    candidates: list[str] = []
+    for names in (V2_SUBRESOURCES, V2_SUBRESOURCES | V2_EXTRA_SUBRESOURCES):
+        for value_form in ("decoded", "form", "raw"):
+            for bare_empty in (False, True):
+                subresources = _v2_subresources(params, names, value_form, bare_empty)
+                for base in paths:
+                    if base + subresources not in candidates:
+                        candidates.append(base + subresources)
+    return candidates
+
+
+def _verify_v2_signature(
+    *,
+    method: str,
+    content_md5: str,
+    content_type: str,
+    dates: list[str],
+    amz_headers: str,
+    resources: list[str],
+    secret_key: str,
+    provided: str,
+    access_key: str,
+) -> None:
+    """Try every StringToSign variant; raise SignatureDoesNotMatch if none matches."""
+    first_sts: str | None = None
+    matched = False
+    provided_bytes = _wire_bytes(provided)
+    for date in dates:
+        for resource in resources:
+            string_to_sign = f"{method}\n{content_md5}\n{content_type}\n{date}\n{amz_headers}"
+            string_to_sign += resource
+            if first_sts is None:
+                first_sts = string_to_sign
+            expected = sign_v2(secret_key, string_to_sign).encode("ascii")
+            # No early exit: keeps the comparison count independent of which variant matches.
+            matched |= hmac.compare_digest(expected, provided_bytes)
+    if not matched:
+        raise S3Error(
+            "SignatureDoesNotMatch",
+            AWSAccessKeyId=access_key,
+            StringToSign=first_sts or "",
+            SignatureProvided=provided,
+        )
+
+
+def _v2_content_sha256(content_sha256: str | None) -> str:
+    """What a SigV2 request declares about its payload (SigV2 itself signs none of it)."""
+    _check_content_sha256(content_sha256)
+    if content_sha256 in _STREAMING_SIGV4_PAYLOADS:
+        raise S3Error(
+            "InvalidRequest",
+            f"{content_sha256} requires a request signed with AWS4-HMAC-SHA256"
+            " (Signature Version 4).",
+        )
+    # A hex digest is still checked against the body; STREAMING-UNSIGNED-PAYLOAD-TRAILER still
+    # has its aws-chunked framing removed.
+    return content_sha256 or UNSIGNED_PAYLOAD
+
+
+def _v2_result(access_key: str, content_sha256: str) -> AuthResult:
+    return AuthResult(
+        access_key=access_key,
+        content_sha256=content_sha256,
+        signing_key=None,
+        seed_signature=None,
+        amz_date=None,
+        scope=None,
+    )
+
+
+def _authenticate_v2_header(
+    method: str,
+    raw_path: str,
+    params: list[_QueryParam],
+    headers: Mapping[str, str],
+    authorization: str,
+    content_sha256: str | None,
+    credentials: CredentialStore,
+    now: datetime,
+    virtual_host_bucket: str | None,
+) -> AuthResult:
+    credential = authorization.strip().partition(" ")[2].strip()
+    access_key, sep, provided = credential.partition(":")
+    access_key, provided = access_key.strip(), provided.strip()
+    if not sep or not access_key or not provided:
+        raise S3Error(
+            "InvalidArgument",
+            "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature",
+            ArgumentName="Authorization",
+            ArgumentValue=authorization,
+        )
+
+    # Request time: x-amz-date (RFC 2616 format; the ISO 8601 basic form is tolerated), else Date.
+    raw_amz_date = _header(headers, "x-amz-date")
+    raw_date = _header(headers, "Date")
+    if raw_amz_date is not None:
+        raw_time: str | None = raw_amz_date.strip()
+        request_time = _parse_amz_date(raw_amz_date.strip()) or _parse_http_date(raw_amz_date)
+    else:
+        raw_time = raw_date
+        request_time = _parse_http_date(raw_date) if raw_date is not None else None
+    if raw_time is None or request_time is None:
+        raise S3Error(
+            "AccessDenied",
+            "AWS authentication requires a valid Date or x-amz-date header",
+        )
+    if abs(request_time - now) > MAX_SKEW:
+        raise S3Error(
+            "RequestTimeTooSkewed",
+            RequestTime=raw_time,
+            ServerTime=_format_iso(now),
+            MaxAllowedTimeSkewMilliseconds=MAX_SKEW_MS,
+        )
+    # With x-amz-date the Date position is empty (x-amz-date is signed among the x-amz-*
+    # headers); some signers (botocore) put the Date header there all the same.
+    if raw_amz_date is None:
+        dates = [raw_time.strip()]
+    elif raw_date is not None and raw_date.strip():
+        dates = ["", raw_date.strip()]
+    else:
+        dates = [""]
+
+    secret = _secret_for(credentials, access_key)
+    _verify_v2_signature(
+        method=method,
+        content_md5=(_header(headers, "Content-MD5") or "").strip(),
+        content_type=(_header(headers, "Content-Type") or "").strip(),
+        dates=dates,
+        amz_headers=_v2_canonical_amz_headers(headers),
+        resources=_v2_canonical_resources(raw_path, params, virtual_host_bucket),
+        secret_key=secret,
+        provided=provided,
+        access_key=access_key,
+    )
+    return _v2_result(access_key, _v2_content_sha256(content_sha256))
+
+
+def _authenticate_v2_query(
+    method: str,
+    raw_path: str,
+    params: list[_QueryParam],
+    headers: Mapping[str, str],
+    content_sha256: str | None,
+    credentials: CredentialStore,
+    now: datetime,
+    virtual_host_bucket: str | None,
+) -> AuthResult:
+    values = {name: _query_value(params, name) for name in _V2_QUERY_AUTH_PARAMS}
+    if any(not v for v in values.values()):
+        raise S3Error(
+            "AccessDenied",
+            "Query-string authentication requires the Signature, Expires and AWSAccessKeyId"
+            " parameters",
+        )
+    access_key = values["AWSAccessKeyId"] or ""
+    expires_raw = values["Expires"] or ""
+    # _query_value reads '+' as a space; base64 has no spaces, so a space was an unencoded '+'.
+    provided = (values["Signature"] or "").replace(" ", "+")
+    if not (expires_raw.isascii() and expires_raw.isdigit()):
+        raise S3Error(
+            "AccessDenied", f"Invalid date (should be seconds since epoch): {expires_raw}"
+        )
+    expires = int(expires_raw)
+    if now.timestamp() > expires:
+        raise S3Error(
+            "AccessDenied",
+            "Request has expired",
+            Expires=_format_iso(datetime.fromtimestamp(expires, UTC)),
+            ServerTime=_format_iso(now),
+        )
+
+    # Presigners move the Content-Type, Content-MD5 and x-amz-* headers they signed into the
+    # query string; a header actually sent takes precedence.
+    query_pairs: list[tuple[str, str]] = []
+    for param in params:
+        key = _decode_query_component(param.raw_key, plus_is_space=True).decode(
+            "utf-8", "surrogateescape"
+        )
+        if key.lower().startswith("x-amz-"):
+            value = _decode_query_component(param.raw_value, plus_is_space=True)
+            query_pairs.append((key, value.decode("utf-8", "surrogateescape")))
+    content_md5 = _header(headers, "Content-MD5")
+    if content_md5 is None:
+        content_md5 = _query_value(params, "content-md5") or _query_value(params, "Content-MD5")
+    content_type = _header(headers, "Content-Type")
+    if content_type is None:
+        content_type = _query_value(params, "content-type") or _query_value(params, "Content-Type")
+
+    secret = _secret_for(credentials, access_key)
+    _verify_v2_signature(
+        method=method,
+        content_md5=(content_md5 or "").strip(),
+        content_type=(content_type or "").strip(),
+        dates=[expires_raw],
+        amz_headers=_v2_canonical_amz_headers(headers, query_pairs),
+        resources=_v2_canonical_resources(raw_path, params, virtual_host_bucket),
+        secret_key=secret,
+        provided=provided,
+        access_key=access_key,
+    )
+    return _v2_result(access_key, _v2_content_sha256(content_sha256))
