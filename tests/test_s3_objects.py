@@ -925,6 +925,32 @@ def test_error_xml_format(server: Server, bucket: str) -> None:
         assert len(err["RequestId"]) >= 16
 
 
+def test_precondition_failed_names_the_condition(s3: Any, bucket: str) -> None:
+    """A 412 carries ``<Condition>`` (capitalised, as AWS sends it; botocore exposes it as
+    ``Error["Condition"]``)."""
+    etag = s3.put_object(Bucket=bucket, Key="c", Body=b"one")["ETag"]
+    past = datetime(2000, 1, 1, tzinfo=UTC)
+    cases = [
+        ("If-Match", lambda: s3.get_object(Bucket=bucket, Key="c", IfMatch='"nope"')),
+        (
+            "If-Unmodified-Since",
+            lambda: s3.get_object(Bucket=bucket, Key="c", IfUnmodifiedSince=past),
+        ),
+        (
+            "If-None-Match",
+            lambda: s3.put_object(Bucket=bucket, Key="c", Body=b"2", IfNoneMatch="*"),
+        ),
+        ("If-Match", lambda: s3.put_object(Bucket=bucket, Key="c", Body=b"3", IfMatch='"nope"')),
+    ]
+    for condition, call in cases:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert_error(e, "PreconditionFailed", 412)
+        assert e.value.response["Error"]["Condition"] == condition
+        assert error_xml(e.value.response["RawErrorBody"])["Condition"] == condition
+    assert s3.get_object(Bucket=bucket, Key="c", IfMatch=etag)["Body"].read() == b"one"
+
+
 def test_fsck_clean_after_objects(server: Server) -> None:
     report = server.fsck()
     assert report["ok"], report["output"]

@@ -125,9 +125,9 @@ def check_read_conditions(headers: Mapping[str, str], rec: ObjectRecord, prefix:
     modified = _parse_http_date(headers.get(prefix + "if-modified-since"))
     if if_match is not None:
         if not _etag_matches(if_match, rec.etag):
-            raise S3Error("PreconditionFailed", condition="If-Match")
+            raise S3Error("PreconditionFailed", Condition="If-Match")
     elif unmodified is not None and mtime > unmodified:
-        raise S3Error("PreconditionFailed", condition="If-Unmodified-Since")
+        raise S3Error("PreconditionFailed", Condition="If-Unmodified-Since")
     not_modified = False
     if if_none_match is not None:
         not_modified = _etag_matches(if_none_match, rec.etag)
@@ -151,13 +151,13 @@ def check_write_conditions(headers: Mapping[str, str], current: ObjectRecord | N
         if if_none_match.strip() != "*":
             raise S3Error("NotImplemented", "If-None-Match accepts only '*' on writes.")
         if current is not None:
-            raise S3Error("PreconditionFailed", condition="If-None-Match")
+            raise S3Error("PreconditionFailed", Condition="If-None-Match")
     if_match = headers.get("if-match")
     if if_match is not None:
         if current is None:
             raise S3Error("NoSuchKey")
         if not _etag_matches(if_match, current.etag):
-            raise S3Error("PreconditionFailed", condition="If-Match")
+            raise S3Error("PreconditionFailed", Condition="If-Match")
 
 
 # -- ranges --------------------------------------------------------------------------------
