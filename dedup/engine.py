@@ -208,9 +208,7 @@ class Engine:
                     # Every delete of the batch is over before the round ends, whether one
                     # failed or the round is cancelled: a delete still running after the round
                     # could remove the new copy of a chunk a writer stored again meanwhile.
-                    deletes = asyncio.gather(
-                        *(delete(h) for h in marked), return_exceptions=True
-                    )
+                    deletes = asyncio.gather(*(delete(h) for h in marked), return_exceptions=True)
                     try:
                         outcomes = await asyncio.shield(deletes)
                     except asyncio.CancelledError:

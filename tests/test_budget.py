@@ -83,9 +83,7 @@ async def test_many_uploads_through_a_small_budget(tmp_path: Path) -> None:
 
     watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait_for(
-            asyncio.gather(*(upload(i, abort=i >= 16) for i in range(20))), 120
-        )
+        await asyncio.wait_for(asyncio.gather(*(upload(i, abort=i >= 16) for i in range(20))), 120)
     finally:
         watcher.cancel()
     assert engine.inflight_bytes == 0

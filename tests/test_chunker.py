@@ -227,8 +227,14 @@ def test_params_validation(lo: int, avg: int, hi: int) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"fastcdc2020:1:2", b"rabin:65536:262144:1048576", b"fastcdc2020:a:b:c",
-     b"fastcdc2020:65536:262144:1048576:9", b"fastcdc2020:4096:1024:16384"],
+    [
+        b"",
+        b"fastcdc2020:1:2",
+        b"rabin:65536:262144:1048576",
+        b"fastcdc2020:a:b:c",
+        b"fastcdc2020:65536:262144:1048576:9",
+        b"fastcdc2020:4096:1024:16384",
+    ],
 )
 def test_params_decode_rejects(raw: bytes) -> None:
     with pytest.raises(ValueError):

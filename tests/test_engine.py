@@ -69,9 +69,11 @@ async def open_engine(
         await engine.recover()
     if bucket is not None:
         await engine.index.write(
-            lambda txn: None
-            if txn.bucket(bucket)
-            else catalog.create_bucket(txn, bucket, "owner", engine.now_ms())
+            lambda txn: (
+                None
+                if txn.bucket(bucket)
+                else catalog.create_bucket(txn, bucket, "owner", engine.now_ms())
+            )
         )
     return engine
 
@@ -339,7 +341,7 @@ async def test_edited_content_shares_most_chunks(mem_engine: Engine) -> None:
     data = rand(12, 400 * KiB)
     await put(mem_engine, "v1", data)
     before = mem_engine.index.stats()["chunks"]
-    edited = data[:100 * KiB] + b"an insertion" + data[100 * KiB :]
+    edited = data[: 100 * KiB] + b"an insertion" + data[100 * KiB :]
     await put(mem_engine, "v2", edited)
     new = mem_engine.index.stats()["chunks"] - before
     assert 0 < new <= 3

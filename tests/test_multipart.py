@@ -752,8 +752,6 @@ def test_list_multipart_uploads_pagination(
     assert seen == uploads
 
 
-
-
 def test_list_multipart_uploads_pagination_with_delimiter(
     s3: Any, bucket: str, uploads: list[tuple[str, str]]
 ) -> None:

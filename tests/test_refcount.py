@@ -122,7 +122,10 @@ class GatedStore:
         self._shielded: set[asyncio.Task[None]] = set()
 
     def gate(
-        self, op: str, phase: str = "before", ids: Sequence[bytes] | set[bytes] | None = None,
+        self,
+        op: str,
+        phase: str = "before",
+        ids: Sequence[bytes] | set[bytes] | None = None,
         count: int | None = None,
     ) -> Gate:
         g = Gate(op, phase, None if ids is None else set(ids), count)
@@ -610,8 +613,14 @@ class Model:
 
         def fn(txn: Txn) -> None:
             catalog.copy_object(
-                txn, BUCKET, src, BUCKET, dst,
-                lambda r: replace(r, mtime_ms=now), None, now,
+                txn,
+                BUCKET,
+                src,
+                BUCKET,
+                dst,
+                lambda r: replace(r, mtime_ms=now),
+                None,
+                now,
             )
             self.data[dst] = self.data[src]
 
@@ -852,12 +861,14 @@ async def test_randomized_concurrent_workers_and_gc(
     and deletes (failed uploads must not commit; failed GC rounds must be finished later)."""
     rng = random.Random(seed)
     inner: ChunkStore = (
-        DirectoryChunkStore(tmp_path / "store", threads=8) if kind == "directory"
+        DirectoryChunkStore(tmp_path / "store", threads=8)
+        if kind == "directory"
         else MemoryChunkStore()
     )
     jitter_rng = random.Random(seed + 1000)
     store = GatedStore(
-        inner, shield=["put", "delete"] if kind != "memory" else [],
+        inner,
+        shield=["put", "delete"] if kind != "memory" else [],
         jitter=lambda: jitter_rng.random() * 0.002 if jitter_rng.random() < 0.5 else 0.0,
     )
     store.rng = random.Random(seed + 2000)

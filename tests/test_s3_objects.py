@@ -717,8 +717,6 @@ SPECIAL_KEYS = [
 ]
 
 
-
-
 NEWLINE_KEY_BUG = (
     "gateway/app.py create_app(): the catch-all route '/{tail:.*}' does not match a path whose"
     " decoded form holds a LF ('.' excludes newline), so aiohttp raises HTTPNotFound, which"

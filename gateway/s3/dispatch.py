@@ -22,7 +22,7 @@ from gateway.s3 import handlers
 from gateway.s3.auth import authenticate
 from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.router import route
+from gateway.s3.router import Op, route
 from gateway.s3.xml import error_document
 
 log = structlog.get_logger("s3dedup.access")
@@ -148,9 +148,12 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
         config.region,
         datetime.now(UTC),
     )
+    fn = handlers.HANDLERS.get(endpoint.op)
+    if fn is None and endpoint.op is Op.PostObject:
+        # a browser form POST signs inside its form body: say what it is, not "denied"
+        raise S3Error("NotImplemented", "PostObject is not implemented by s3dedup.")
     if auth.access_key is None:
         raise S3Error("AccessDenied")
-    fn = handlers.HANDLERS.get(endpoint.op)
     if fn is None:
         raise S3Error("NotImplemented", f"{endpoint.op.value} is not implemented by s3dedup.")
     ctx = S3Request(
