@@ -125,7 +125,9 @@ def server_env(**extra: str) -> dict[str, str]:
 
 def make_server(tmp: Path, **env: str) -> Server:
     tmp.mkdir(parents=True, exist_ok=True)
-    return Server(data=tmp / "data", port=free_port(), env=server_env(**env), log=tmp / "server.log")
+    return Server(
+        data=tmp / "data", port=free_port(), env=server_env(**env), log=tmp / "server.log"
+    )
 
 
 def make_client(endpoint: str, **config: Any) -> Any:

@@ -630,12 +630,6 @@ def test_control_characters_in_names(rclone: Rclone, bucket: str, tmp_path: Path
         assert "0 differences found" in out.stderr, out.stderr
 
 
-@pytest.mark.xfail(
-    reason="gateway/app.py: aiohttp decompresses request bodies (auto_decompress) so a PUT"
-    " with Content-Encoding: gzip fails 'The payload is longer than the declared content"
-    " length' (fix: web.Application(handler_args={'auto_decompress': False}))",
-    strict=False,
-)
 def test_content_encoding_gzip(rclone: Rclone, s3: Any, bucket: str, tmp_path: Path) -> None:
     """Content-Encoding is metadata: the object is the bytes sent, returned as they are."""
     src = tmp_path / "gz"
@@ -650,11 +644,6 @@ def test_content_encoding_gzip(rclone: Rclone, s3: Any, bucket: str, tmp_path: P
     check_both_ways(rclone, src, remote)
 
 
-@pytest.mark.xfail(
-    reason="gateway/app.py routes '/{tail:.*}': '.' does not match a newline, so a key with"
-    " LF answers 400 InvalidRequest 'Not Found' (fix: '/{tail:(?s:.*)}')",
-    strict=False,
-)
 def test_newline_in_name(rclone: Rclone, bucket: str, tmp_path: Path) -> None:
     src = tmp_path / "nl"
     src.mkdir()

@@ -393,12 +393,6 @@ def test_keys_in_utf8_binary_order(s3: Any, odd: str) -> None:
         assert [o["Key"] for o in resp.get("Contents", [])] == expected[i + 1 :]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/app.py routes S3 with '/{tail:.*}': '.' does not match a newline, so a key"
-    " holding %0A gets aiohttp's HTTPNotFound, which s3_middleware (gateway/s3/dispatch.py)"
-    " turns into 500 InternalError",
-)
 def test_key_with_newline(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="nl\nx", Body=b"n")
     assert s3.get_object(Bucket=bucket, Key="nl\nx")["Body"].read() == b"n"

@@ -233,15 +233,6 @@ def test_content_headers_and_metadata_round_trip(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == data
 
 
-AUTO_DECOMPRESS_BUG = (
-    "gateway/app.py create_app(): aiohttp's request parser decodes gzip/deflate/br/zstd request"
-    " bodies (RequestHandler auto_decompress=True) before the handler reads them, so a PutObject"
-    " with Content-Encoding: gzip stores the *decoded* bytes (or 500s on a body that is not"
-    " valid gzip); fix: web.Application(..., handler_args={'auto_decompress': False})"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=AUTO_DECOMPRESS_BUG)
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 def test_compressed_content_encoding_stored_as_is(s3: Any, bucket: str, encoding: str) -> None:
     raw = b"compressible payload " * 500
@@ -717,16 +708,6 @@ SPECIAL_KEYS = [
 ]
 
 
-NEWLINE_KEY_BUG = (
-    "gateway/app.py create_app(): the catch-all route '/{tail:.*}' does not match a path whose"
-    " decoded form holds a LF ('.' excludes newline), so aiohttp raises HTTPNotFound, which"
-    " gateway/s3/dispatch.py s3_middleware's `except Exception` turns into 500 InternalError:"
-    " a key with '\\n' (%0A) can be neither written nor read; fix: '/{tail:[\\s\\S]*}'"
-    " (and let dispatch render aiohttp HTTPExceptions as S3 errors)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=NEWLINE_KEY_BUG)
 def test_key_with_newline(s3: Any, bucket: str) -> None:
     for key in ("line\nfeed", "crlf\r\nkey", "\n"):
         s3.put_object(Bucket=bucket, Key=key, Body=b"nl")
