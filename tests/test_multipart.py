@@ -200,8 +200,8 @@ def test_long_key_and_acl(s3: Any, bucket: str) -> None:
     complete(s3, bucket, key, uid, [{"PartNumber": 1, "ETag": etag}])
     assert read(s3, bucket, key) == b"abc"
     with pytest.raises(ClientError) as e:
-        create(s3, bucket, "k", ACL="public-read")
-    assert_error(e, "NotImplemented", 501)
+        create(s3, bucket, "k", ACL="public-read-write")
+    assert_error(e, "AccessControlListNotSupported", 400)
 
 
 def test_single_part_and_empty_last_part(s3: Any, bucket: str) -> None:

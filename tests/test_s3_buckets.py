@@ -333,22 +333,22 @@ def test_put_acl_private_accepted(s3: Any, bucket: str) -> None:
 
 
 @pytest.mark.parametrize("acl", ["public-read", "public-read-write", "authenticated-read"])
-def test_put_acl_other_canned_not_implemented(s3: Any, bucket: str, acl: str) -> None:
+def test_put_acl_other_canned_not_supported(s3: Any, bucket: str, acl: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     with pytest.raises(ClientError) as e:
         s3.put_bucket_acl(Bucket=bucket, ACL=acl)
-    assert_error(e, "NotImplemented", 501)
+    assert_error(e, "AccessControlListNotSupported", 400)
     with pytest.raises(ClientError) as e:
         s3.put_object_acl(Bucket=bucket, Key="k", ACL=acl)
-    assert_error(e, "NotImplemented", 501)
+    assert_error(e, "AccessControlListNotSupported", 400)
 
 
-def test_put_acl_grants_not_implemented(s3: Any, bucket: str) -> None:
+def test_put_acl_grants_not_supported(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as e:
         s3.put_bucket_acl(
             Bucket=bucket, GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"'
         )
-    assert_error(e, "NotImplemented", 501)
+    assert_error(e, "AccessControlListNotSupported", 400)
     owner = s3.list_buckets()["Owner"]
     policy = {
         "Owner": owner,
@@ -365,7 +365,7 @@ def test_put_acl_grants_not_implemented(s3: Any, bucket: str) -> None:
     }
     with pytest.raises(ClientError) as e:
         s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy=policy)
-    assert_error(e, "NotImplemented", 501)
+    assert_error(e, "AccessControlListNotSupported", 400)
 
 
 def test_put_acl_missing_targets(s3: Any, bucket: str) -> None:
@@ -377,27 +377,37 @@ def test_put_acl_missing_targets(s3: Any, bucket: str) -> None:
     assert_error(e, "NoSuchBucket", 404)
 
 
-def test_put_object_with_public_acl_not_implemented(s3: Any, bucket: str) -> None:
-    with pytest.raises(ClientError) as e:
-        s3.put_object(Bucket=bucket, Key="pub", Body=b"x", ACL="public-read")
-    assert_error(e, "NotImplemented", 501)
-    with pytest.raises(ClientError) as e:
-        s3.head_object(Bucket=bucket, Key="pub")
-    assert_error(e, "404", 404)
-    s3.put_object(Bucket=bucket, Key="src", Body=b"x")
-    with pytest.raises(ClientError) as e:
-        s3.copy_object(Bucket=bucket, Key="pub", CopySource=f"{bucket}/src", ACL="public-read")
-    assert_error(e, "NotImplemented", 501)
-    with pytest.raises(ClientError) as e:
-        s3.put_object(Bucket=bucket, Key="pub", Body=b"x", GrantRead='id="someone-else"')
-    assert_error(e, "NotImplemented", 501)
-    with pytest.raises(ClientError) as e:
-        s3.head_object(Bucket=bucket, Key="pub")
-    assert_error(e, "404", 404)
+def _private(s3: Any, **target: str) -> None:
+    acl = s3.get_object_acl(**target) if "Key" in target else s3.get_bucket_acl(**target)
+    assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]
+    assert acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"]
+
+
+def test_public_read_on_writes_is_accepted_and_ignored(s3: Any, bucket: str) -> None:
+    """As the project asked for now: x-amz-acl private|public-read on a write is accepted
+    and ignored; what is stored stays private to the owner."""
+    s3.put_object(Bucket=bucket, Key="pub", Body=b"x", ACL="public-read")
+    _private(s3, Bucket=bucket, Key="pub")
+    s3.copy_object(Bucket=bucket, Key="pub2", CopySource=f"{bucket}/pub", ACL="public-read")
+    _private(s3, Bucket=bucket, Key="pub2")
+    name = new_name()
+    s3.create_bucket(Bucket=name, ACL="public-read")
+    _private(s3, Bucket=name)
+    s3.delete_bucket(Bucket=name)
+
+
+def test_other_acls_on_writes_are_refused(s3: Any, bucket: str) -> None:
+    for kw in ({"ACL": "public-read-write"}, {"GrantRead": 'id="someone-else"'}):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="pub", Body=b"x", **kw)
+        assert_error(e, "AccessControlListNotSupported", 400)
+        with pytest.raises(ClientError) as e:
+            s3.head_object(Bucket=bucket, Key="pub")
+        assert_error(e, "404", 404)
     name = new_name()
     with pytest.raises(ClientError) as e:
-        s3.create_bucket(Bucket=name, ACL="public-read")
-    assert_error(e, "NotImplemented", 501)
+        s3.create_bucket(Bucket=name, ACL="authenticated-read")
+    assert_error(e, "AccessControlListNotSupported", 400)
     with pytest.raises(ClientError) as e:
         s3.head_bucket(Bucket=name)
     assert_error(e, "404", 404)

@@ -1,8 +1,11 @@
-"""ACLs: every bucket and object is private to its owner. Get*Acl answers FULL_CONTROL for the
-owner; Put*Acl accepts what changes nothing (canned `private`, or a policy granting only the
-owner FULL_CONTROL) since s3cmd, rclone and others send it; anything else is NotImplemented.
-The same holds for the ACL headers a write may carry (PutObject, CopyObject, CreateBucket):
-an ACL that would grant more than the owner has must never be dropped silently."""
+"""ACLs: every bucket and object is private to its owner (as an S3 bucket with ACLs
+disabled). Get*Acl answers FULL_CONTROL for the owner; Put*Acl accepts what changes nothing
+(canned `private`, or a policy granting only the owner FULL_CONTROL) since s3cmd, rclone and
+others send it. On writes (PutObject, CopyObject, CreateBucket, CreateMultipartUpload) the
+canned ACLs `private` and `public-read` are accepted and ignored, as the project asked for
+now (the object stays private). Anything else is refused with 400
+AccessControlListNotSupported, AWS's answer for buckets without ACLs, which clients do not
+retry (a 5xx made s3cmd retry for 45 s)."""
 
 from __future__ import annotations
 
@@ -44,21 +47,28 @@ BUCKET_CANNED = frozenset({"private"})
 OBJECT_CANNED = frozenset({"private", "bucket-owner-full-control", "bucket-owner-read"})
 
 
-def check_acl_headers(headers: Mapping[str, str], *, is_object: bool) -> bool:
-    """Refuse (NotImplemented) ACL headers that would share a bucket or object; returns
-    whether a canned ACL was given."""
+# accepted and ignored on writes (not by Put*Acl, which would then claim to have shared)
+IGNORED_ON_WRITE = frozenset({"public-read"})
+
+
+def check_acl_headers(
+    headers: Mapping[str, str], *, is_object: bool, setting: bool = False
+) -> bool:
+    """Refuse ACL headers this store cannot honour; returns whether a canned ACL was given.
+    ``setting``: the request is Put*Acl itself."""
     canned = headers.get("x-amz-acl")
-    if canned is not None and canned.strip() not in (OBJECT_CANNED if is_object else BUCKET_CANNED):
-        raise S3Error(
-            "NotImplemented", f"The canned ACL {canned.strip()!r} is not supported: only private."
-        )
+    allowed = OBJECT_CANNED if is_object else BUCKET_CANNED
+    if not setting:
+        allowed = allowed | IGNORED_ON_WRITE
+    if canned is not None and canned.strip() not in allowed:
+        raise S3Error("AccessControlListNotSupported")
     if any(h.lower().startswith("x-amz-grant-") for h in headers):
-        raise S3Error("NotImplemented", "ACL grants are not supported.")
+        raise S3Error("AccessControlListNotSupported")
     return canned is not None
 
 
 async def _check_put(r: S3Request, *, is_object: bool) -> None:
-    canned = check_acl_headers(r.request.headers, is_object=is_object)
+    canned = check_acl_headers(r.request.headers, is_object=is_object, setting=True)
     body = await r.small_body()
     if canned:
         if body.strip():
@@ -68,7 +78,7 @@ async def _check_put(r: S3Request, *, is_object: bool) -> None:
         raise S3Error("MissingSecurityHeader", "Your request was missing a required header.")
     grants = parse_acl_grants(body)
     if grants != [(r.credentials.owner_id, "FULL_CONTROL")]:
-        raise S3Error("NotImplemented", "Only owner FULL_CONTROL ACLs are supported.")
+        raise S3Error("AccessControlListNotSupported")
 
 
 async def get_bucket_acl(r: S3Request) -> web.StreamResponse:
