@@ -23,8 +23,13 @@ PREFIX = "/_s3dedup"
 def _authenticate(request: web.Request) -> None:
     raw_path, _, raw_query = request.raw_path.partition("?")
     auth = authenticate(
-        request.method, raw_path, raw_query, request.headers, request.app[CREDENTIALS],
-        request.app[CONFIG].region, datetime.now(UTC),
+        request.method,
+        raw_path,
+        raw_query,
+        request.headers,
+        request.app[CREDENTIALS],
+        request.app[CONFIG].region,
+        datetime.now(UTC),
     )
     if auth.access_key is None:
         raise S3Error("AccessDenied")

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import fcntl
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dedup.engine import Engine
 from dedup.index import Index
@@ -51,11 +59,164 @@ async def _gc_loop(engine: Engine, config: Config) -> None:
             log.info("gc", chunks=result.chunks_deleted, bytes=result.bytes_freed)
 
 
+@dataclass
+class InFlight:
+    """The requests whose handlers are running, for a graceful shutdown."""
+
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    stopping: bool = False
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+
+
+@web.middleware
+async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    state = request.app[IN_FLIGHT]
+    task = asyncio.current_task()
+    assert task is not None
+    state.tasks.add(task)
+    try:
+        resp = await handler(request)
+    finally:
+        state.tasks.discard(task)
+    if state.stopping:
+        resp.force_close()  # no keep-alive: the client reconnects to the next server
+    return resp
+
+
 def create_app(config: Config, credentials: StaticCredentials) -> web.Application:
-    app = web.Application(middlewares=[s3_middleware], client_max_size=1024**2)
+    # list[Any]: the two middlewares' handler annotations need not match aiohttp's exactly
+    middlewares: list[Any] = [in_flight_middleware, s3_middleware]
+    # auto_decompress off: a body sent with Content-Encoding: gzip is the object's bytes,
+    # stored as they are (S3 never decodes them)
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=1024**2,
+        handler_args={"auto_decompress": False},
+    )
+    app[IN_FLIGHT] = InFlight()
     app[CONFIG] = config
     app[CREDENTIALS] = credentials
     app.cleanup_ctx.append(_engine_ctx)
     admin.add_routes(app)
-    app.router.add_route("*", "/{tail:.*}", s3_handler)
+    # (?s:...): an object key may contain a newline, which '.' alone would not match
+    app.router.add_route("*", "/{tail:(?s:.*)}", s3_handler)
     return app
+
+
+class DataDirBusy(Exception):
+    """Another process (a running server, or an offline fsck) holds the data directory."""
+
+
+LOCK_FILE = ".lock"
+
+
+def lock_data_dir(data: Path) -> int:
+    """Take the data directory for this process (an exclusive ``flock`` on ``DATA/.lock``,
+    released by the kernel when the process ends, however it ends). Two processes on one
+    data directory would delete each other's temporary chunk files and race their garbage
+    collections. Returns the descriptor to keep open; raises :class:`DataDirBusy`."""
+    data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirBusy(f"{data} is in use by another s3dedup process") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+async def serve(
+    config: Config,
+    credentials: StaticCredentials,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the server until SIGTERM or SIGINT, then shut down gracefully:
+
+    1. stop accepting connections;
+    2. let the requests in flight finish, up to ``config.shutdown_timeout`` seconds, still
+       reading their bodies (aiohttp's own shutdown stops reading request bodies at once,
+       which stalls every upload in flight until it times out); responses made meanwhile
+       close their connection; a second signal cuts this step short; then cancel what is left;
+    3. close the connections, giving the responses still being written (downloads) up to
+       ``config.shutdown_timeout`` seconds more, then the engine: GC loop, chunk store, index.
+    """
+    loop = asyncio.get_running_loop()
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal)
+    app = create_app(config, credentials)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=False,
+        shutdown_timeout=config.shutdown_timeout,
+    )
+    try:
+        await runner.setup()  # opens the engine
+        try:
+            site = web.TCPSite(runner, config.host, config.port)
+            await site.start()
+            log.info("listening", endpoint=f"http://{config.listen}")
+            if on_ready is not None:
+                on_ready()
+            await stop.wait()
+            log.info("shutting down", requests_in_flight=len(app[IN_FLIGHT].tasks))
+            await site.stop()
+            await _drain(app[IN_FLIGHT], config.shutdown_timeout, hurry)
+        finally:
+            server = runner.server
+            transports = [] if server is None else [c.transport for c in server.connections]
+            await runner.cleanup()  # closes the connections, then the engine
+            await _flushed([t for t in transports if t is not None], config.shutdown_timeout)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _drain(state: InFlight, seconds: float, hurry: asyncio.Event) -> None:
+    state.stopping = True
+    deadline = time.monotonic() + seconds
+    while state.tasks and not hurry.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        waiter = asyncio.ensure_future(hurry.wait())
+        await asyncio.wait(
+            [*state.tasks, waiter], timeout=left, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+    if state.tasks:
+        # Too slow (or a second signal): cancel them; an upload cancelled here releases its
+        # pins, or startup recovery does it if the engine closes first.
+        log.warning("cancelling requests still in flight", requests=len(state.tasks))
+        for task in state.tasks:
+            task.cancel()
+        await asyncio.wait(list(state.tasks), timeout=5)
+
+
+async def _flushed(transports: list[asyncio.Transport], seconds: float) -> None:
+    """Wait until the closed connections have handed their last bytes to the kernel: closing
+    the event loop drops what a slow reader has not taken from a transport's buffer yet."""
+    deadline = time.monotonic() + seconds
+
+    def pending(t: asyncio.Transport) -> int:
+        try:
+            return t.get_write_buffer_size()
+        except (AttributeError, RuntimeError):
+            return 0
+
+    while time.monotonic() < deadline:
+        if not any(pending(t) for t in transports):
+            return
+        await asyncio.sleep(0.01)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from dedup.index import ChunkerMismatchError
 from gateway import admin_client
-from gateway.config import Config, load
-from gateway.credentials import load_or_create, read_for_client
+from gateway.admin_client import AdminError
+from gateway.config import Config, ConfigError, load
+from gateway.credentials import CredentialsError, load_or_create, read_for_client
 
 
 def setup_logging(fmt: str, level: str) -> None:
@@ -38,32 +42,47 @@ def setup_logging(fmt: str, level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web  # noqa: PLC0415 - only the server needs it
-
-    from gateway.app import create_app  # noqa: PLC0415
+    from gateway.app import DataDirBusy, lock_data_dir, serve
 
     config = load(
         Path(args.config) if args.config else None,
         {"data": args.data, "listen": args.listen, "log_format": args.log_format},
     )
     setup_logging(config.log_format, config.log_level)
-    creds, generated = load_or_create(config)
-    _print_banner(config, creds.access_key, creds.secret, generated, from_env=bool(config.access_key))
     try:
-        import uvloop  # noqa: PLC0415
+        lock = lock_data_dir(config.data)  # held until the process ends
+    except DataDirBusy as exc:
+        raise CliError(f"{exc} (is a server already running on it?)", 1) from exc
+    try:
+        creds, generated = load_or_create(config)
 
-        uvloop.install()
-    except ImportError:
-        pass
-    web.run_app(
-        create_app(config, creds),
-        host=config.host,
-        port=config.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=30,
-        handler_cancellation=False,
-    )
+        def ready() -> None:
+            _print_banner(
+                config, creds.access_key, creds.secret, generated, from_env=bool(config.access_key)
+            )
+
+        loop_factory = None
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            pass
+        try:
+            # SIGTERM and SIGINT stop the server gracefully (see gateway.app.serve): the
+            # requests in flight finish, then the index is closed cleanly; exit code 0.
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                runner.run(serve(config, creds, on_ready=ready))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise CliError(
+                    f"cannot listen on {config.listen}: {os.strerror(exc.errno)}", 1
+                ) from exc
+            raise
+        except ChunkerMismatchError as exc:
+            raise CliError(f"{config.data}: {exc}", 1) from exc
+    finally:
+        os.close(lock)
     return 0
 
 
@@ -75,7 +94,7 @@ def _print_banner(config: Config, ak: str, sk: str, generated: bool, from_env: b
     else:
         where = "generated and saved" if generated else "loaded from"
         lines += [
-            f"credentials {where} {config.data / 'credentials.json'}:",
+            f"credentials {where} {config.data.resolve() / 'credentials.json'}:",
             f"  access key: {ak}",
             f"  secret key: {sk}",
             "try:",
@@ -86,7 +105,10 @@ def _print_banner(config: Config, ak: str, sk: str, generated: bool, from_env: b
 
 
 def _client_creds(args: argparse.Namespace) -> tuple[str, str]:
-    return read_for_client(Path(args.data) if getattr(args, "data", None) else None)
+    """The environment's key pair, else the one kept in the data directory (``--data``, or
+    S3DEDUP_DATA, or the default ./s3dedup-data)."""
+    data = getattr(args, "data", None) or os.environ.get("S3DEDUP_DATA") or Config().data
+    return read_for_client(Path(data))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -125,24 +147,35 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     for problem in report["problems"]:
         print(problem)
     summary = {k: v for k, v in report.items() if k != "problems"}
-    print(json.dumps(summary) if args.json else f"fsck: {len(report['problems'])} problems, {summary}")
+    n = len(report["problems"])
+    print(json.dumps(summary) if args.json else f"fsck: {n} problems, {summary}")
     return 0 if report["ok"] else 1
 
 
 async def _fsck_local(data: Path, verify: bool) -> dict[str, Any]:
-    from dedup.fsck import fsck  # noqa: PLC0415
-    from dedup.index import Index  # noqa: PLC0415
-    from dedup.store import DirectoryChunkStore  # noqa: PLC0415
+    from dedup.fsck import fsck
+    from dedup.index import Index
+    from dedup.store import DirectoryChunkStore
+    from gateway.app import DataDirBusy, lock_data_dir
 
-    if not (data / "index").exists():
-        raise SystemExit(f"{data}: no s3dedup index here")
-    index = Index(data / "index")
-    store = DirectoryChunkStore(data / "store")
+    if not (data / "index").is_dir():
+        raise CliError(f"{data}: no s3dedup index here", 1)
     try:
-        return (await fsck(index, store, verify_data=verify)).as_dict()
+        lock = lock_data_dir(data)
+    except DataDirBusy as exc:
+        raise CliError(
+            f"{exc}: fsck --data needs the server stopped (or use fsck --endpoint URL)", 1
+        ) from exc
+    try:
+        index = Index(data / "index")
+        store = DirectoryChunkStore(data / "store")
+        try:
+            return (await fsck(index, store, verify_data=verify)).as_dict()
+        finally:
+            await store.close()
+            index.close()
     finally:
-        await store.close()
-        index.close()
+        os.close(lock)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -177,9 +210,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class CliError(Exception):
+    """A failure explained to the user in one line, with the exit code to use."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    rc: int = args.fn(args)
+    prog = "s3dedup " + args.command + (f" {args.admin}" if args.command == "admin" else "")
+    try:
+        rc: int = args.fn(args)
+    except CliError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (CredentialsError, AdminError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
     return rc
 
 

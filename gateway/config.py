@@ -26,6 +26,7 @@ class Config:
     gc_grace: float = 3600.0  # seconds a chunk stays at refcount zero before GC may take it
     gc_interval: float = 600.0  # seconds between background GC runs (0: never)
     presign_max_expires: int = 604800
+    shutdown_timeout: float = 30.0  # seconds requests in flight get to finish on SIGTERM
     log_format: str = "console"  # or "json"
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -46,34 +47,68 @@ class Config:
 _CASTS = {f.name: f.type for f in fields(Config)}
 
 
-def _cast(name: str, value: Any) -> Any:
+class ConfigError(ValueError):
+    """A setting that cannot be used (the message names the setting and where it came from)."""
+
+
+def _cast(name: str, value: Any, source: str = "") -> Any:
     kind = str(_CASTS[name])
-    if "Path" in kind:
-        return Path(value)
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
+    try:
+        if "Path" in kind:
+            return Path(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except (TypeError, ValueError) as exc:
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}{name} must be {kind}, got {value!r}") from exc
     return None if value in ("", None) and "None" in kind else str(value)
 
 
-def load(file: Path | None = None, flags: dict[str, Any] | None = None,
-         environ: dict[str, str] | None = None) -> Config:
+def _check(config: Config) -> Config:
+    host, sep, port = config.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen must be HOST:PORT (e.g. 127.0.0.1:9000), got {config.listen!r}")
+    if config.log_format not in ("console", "json"):
+        raise ConfigError(f"log_format must be console or json, got {config.log_format!r}")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(
+            f"log_level must be debug, info, warning, error or critical, got {config.log_level!r}"
+        )
+    for name in ("gc_grace", "gc_interval", "shutdown_timeout"):
+        value = getattr(config, name)
+        if not value >= 0:  # also refuses NaN
+            raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return config
+
+
+def load(
+    file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Raises :class:`ConfigError`, with a message meant for the user."""
     values: dict[str, Any] = {}
     if file is not None:
-        with file.open("rb") as fh:
-            raw = tomllib.load(fh)
+        try:
+            with file.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{file}: {exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
         for k, v in raw.items():
             name = k.replace("-", "_")
             if name not in _CASTS or name == "extra":
-                raise ValueError(f"{file}: unknown setting {k!r}")
-            values[name] = _cast(name, v)
+                raise ConfigError(f"{file}: unknown setting {k!r}")
+            values[name] = _cast(name, v, str(file))
     env = os.environ if environ is None else environ
     for name in _CASTS:
         v = env.get("S3DEDUP_" + name.upper())
         if v is not None and name != "extra":
-            values[name] = _cast(name, v)
+            values[name] = _cast(name, v, "S3DEDUP_" + name.upper())
     for name, v in (flags or {}).items():
         if v is not None:
-            values[name] = _cast(name, v)
-    return replace(Config(), **values)
+            values[name] = _cast(name, v, "--" + name.replace("_", "-"))
+    return _check(replace(Config(), **values))
