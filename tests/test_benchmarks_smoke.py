@@ -1,0 +1,119 @@
+"""The load generator and the memory benchmark keep working (tiny sizes; no performance
+figure is asserted)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.loadgen import MiB, S3LoadClient, S3LoadError, content, content_bytes, seed_of
+from tests.conftest import ACCESS_KEY, REGION, SECRET_KEY, Server, server_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _collect(size: int, seed: int, offset: int = 0, block: int = MiB) -> bytes:
+    return b"".join([b async for b in content(size, seed, offset, block)])
+
+
+async def test_content_is_deterministic_and_does_not_repeat() -> None:
+    whole = await _collect(3 * MiB + 5, 42, 12345)
+    assert len(whole) == 3 * MiB + 5
+    assert whole == content_bytes(3 * MiB + 5, 42, 12345)
+    assert whole == await _collect(3 * MiB + 5, 42, 12345, block=77777)
+    assert whole[1000:2000] == content_bytes(1000, 42, 12345 + 1000)
+    assert whole != content_bytes(3 * MiB + 5, 43, 12345)
+    # no 64 KiB window repeats (content-defined chunks would deduplicate)
+    data = content_bytes(8 * MiB, 1)
+    windows = {hashlib.sha256(data[i : i + 65536]).digest() for i in range(0, len(data), 65536)}
+    assert len(windows) == len(data) // 65536
+
+
+async def test_load_client_against_the_server(server: Server) -> None:
+    bucket = "loadgen-smoke"
+    async with S3LoadClient(server.endpoint, ACCESS_KEY, SECRET_KEY, REGION, 8) as client:
+        await client.create_bucket(bucket)
+        await client.create_bucket(bucket)  # already owned: fine
+        key = "dir/a key+with spaces&ünïcode?.bin"
+        size = 3 * MiB + 17
+        etag = await client.put(bucket, key, content(size, seed_of(key)), size)
+        assert etag == hashlib.md5(content_bytes(size, seed_of(key))).hexdigest()
+        assert await client.put(bucket, "small", b"hello") == hashlib.md5(b"hello").hexdigest()
+        assert int((await client.head(bucket, key))["Content-Length"]) == size
+        assert await client.get(bucket, key) == size
+        assert await client.get(bucket, key, rate=50e6, max_bytes=MiB) >= MiB  # then drops it
+        assert await client.get(bucket, "small") == 5
+
+        mp_size = 12 * MiB + 3
+        etag = await client.multipart_upload(bucket, "mp", mp_size, 5 * MiB, 3)
+        assert etag.endswith("-3")
+        assert await client.get(bucket, "mp") == mp_size
+        assert sorted(await client.list_keys(bucket)) == sorted([key, "small", "mp"])
+
+        for k in (key, "small", "mp"):
+            await client.delete(bucket, k)
+        try:
+            await client.head(bucket, "mp")
+        except S3LoadError as exc:
+            assert exc.status == 404
+        else:
+            raise AssertionError("HEAD of a deleted object succeeded")
+        assert set(await client.admin_gc(3600)) >= {"chunks_deleted", "bytes_freed"}
+
+
+def test_bench_memory_smoke(tmp_path: Path) -> None:
+    timeline = tmp_path / "rss.csv"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_memory.py"),
+            "--scale",
+            "0.005",
+            "--data",
+            str(tmp_path / "data"),
+            "--timeline",
+            str(timeline),
+        ],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {
+        "scale",
+        "server_pid",
+        "idle_rss_mib",
+        "vm_hwm_mib",
+        "cases",
+        "slow_reader",
+        "targets_met",
+        "server_log_warnings",
+    } <= set(report)
+    assert [c["case"] for c in report["cases"]] == ["a_single_put", "b_multipart", "c_concurrent"]
+    for case in report["cases"]:
+        for k in (
+            "put_mb_s",
+            "get_mb_s",
+            "rss_before_mib",
+            "put_peak_rss_mib",
+            "get_peak_rss_mib",
+            "peak_rss_mib",
+            "peak_rss_anon_mib",
+            "growth_mib",
+            "target_mib",
+            "ok",
+        ):
+            assert k in case, (case["case"], k)
+        assert case["peak_rss_mib"] > 0 and case["put_mb_s"] > 0 and case["get_mb_s"] > 0
+    slow = report["slow_reader"]
+    assert slow["server_answers"] is True
+    assert 0 < slow["read_bytes"] < slow["object_bytes"]
+    for k in ("rss_before_mib", "peak_rss_mib", "rss_after_mib", "settle_seconds", "ok"):
+        assert k in slow
+    assert report["vm_hwm_mib"] > 0
+    assert "a_single_put" in out.stdout and len(timeline.read_text().splitlines()) > 10
