@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dedup import refcount
+from dedup import multipart, refcount
 from dedup.index import Index, Txn
 from dedup.records import ObjectRecord
 from dedup.store import ChunkStore
@@ -173,6 +173,32 @@ class Engine:
                 t.cancel()
             if window:
                 await asyncio.gather(*window, return_exceptions=True)
+
+    # -- multipart expiry -----------------------------------------------------------------
+
+    async def expire_uploads(self, max_idle_s: float) -> int:
+        """Abort multipart uploads with no activity (creation or part upload) for longer
+        than ``max_idle_s``; their parts give their references back. Also forgets old
+        completion records. Returns the number of uploads aborted."""
+        cutoff = self.now_ms() - int(max_idle_s * 1000)
+        aborted = 0
+        while True:
+            idle = await self.read(lambda txn: multipart.expired_uploads(txn, cutoff, 256))
+            for bucket, key, uid in idle:
+
+                def abort(txn: Txn, b: str = bucket, k: str = key, u: str = uid) -> None:
+                    multipart.abort_upload(txn, b, k, u, self.now_ms())
+
+                try:
+                    await self.index.write(abort)
+                except multipart.NoSuchUploadError:
+                    continue  # completed or aborted meanwhile
+                aborted += 1
+            if len(idle) < 256:
+                break
+        horizon = self.now_ms() - multipart.COMPLETED_TTL_MS
+        await self.index.write(lambda txn: multipart.forget_completed(txn, horizon))
+        return aborted
 
     # -- garbage collection ---------------------------------------------------------------
 

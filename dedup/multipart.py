@@ -350,11 +350,15 @@ def list_uploads(
 
 
 def expired_uploads(txn: Txn, older_than_ms: int, limit: int) -> list[tuple[str, str, str]]:
-    """(bucket, key, upload id) of uploads initiated before ``older_than_ms``."""
+    """(bucket, key, upload id) of uploads with no activity (creation, or a part uploaded)
+    since ``older_than_ms``."""
     found: list[tuple[str, str, str]] = []
     for k, v in txn.prefix("uploads", b""):
         bucket, key, uid, record = _parse_upload(k, v)
-        if UploadRecord.decode(record).initiated_ms < older_than_ms:
+        last = UploadRecord.decode(record).initiated_ms
+        if last < older_than_ms:
+            last = max([last, *(p.mtime_ms for _, p in iter_parts(txn, uid))])
+        if last < older_than_ms:
             found.append((bucket, key, uid))
             if len(found) >= limit:
                 break

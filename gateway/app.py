@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler
 from dedup.engine import Engine
 from dedup.index import Index
 from dedup.store import DirectoryChunkStore
-from gateway import admin
+from gateway import admin, memory
 from gateway.config import Config
 from gateway.credentials import StaticCredentials
 from gateway.s3.dispatch import CONFIG, CREDENTIALS, ENGINE, s3_handler, s3_middleware
@@ -32,7 +32,7 @@ log = structlog.get_logger("s3dedup")
 def open_engine(config: Config) -> Engine:
     index = Index(config.data / "index", config.chunker)
     store = DirectoryChunkStore(config.data / "store")
-    return Engine(index, store, inline_max=config.inline_max)
+    return Engine(index, store, inline_max=config.inline_max, inflight_bytes=config.inflight_bytes)
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -40,23 +40,40 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = await asyncio.get_running_loop().run_in_executor(None, open_engine, config)
     await engine.recover()
     app[ENGINE] = engine
-    gc_task = asyncio.create_task(_gc_loop(engine, config)) if config.gc_interval > 0 else None
+    tasks = []
+    if config.gc_interval > 0:
+        tasks.append(asyncio.create_task(_maintenance_loop(engine, config)))
+    if config.trim_interval > 0:
+        tasks.append(asyncio.create_task(_trim_loop(engine, config)))
     log.info("engine ready", data=str(config.data), store_id=engine.index.store_id)
     yield
-    if gc_task is not None:
-        gc_task.cancel()
+    for task in tasks:
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await gc_task
+            await task
     await engine.close()
     log.info("engine closed")
 
 
-async def _gc_loop(engine: Engine, config: Config) -> None:
+async def _maintenance_loop(engine: Engine, config: Config) -> None:
+    """Every gc_interval: abort multipart uploads idle longer than upload_expiry, then GC."""
     while True:
         await asyncio.sleep(config.gc_interval)
+        aborted = await engine.expire_uploads(config.upload_expiry)
+        if aborted:
+            log.info("expired multipart uploads", uploads=aborted)
         result = await engine.collect_garbage(config.gc_grace)
         if result.chunks_deleted:
             log.info("gc", chunks=result.chunks_deleted, bytes=result.bytes_freed)
+
+
+async def _trim_loop(engine: Engine, config: Config) -> None:
+    """Give freed heap back to the OS while no upload holds memory (see gateway/memory)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(config.trim_interval)
+        if engine.inflight_bytes == 0:
+            await loop.run_in_executor(None, memory.trim)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from dedup.index import ChunkerMismatchError
-from gateway import admin_client
+from gateway import admin_client, memory
 from gateway.admin_client import AdminError
 from gateway.config import Config, ConfigError, load
 from gateway.credentials import CredentialsError, load_or_create, read_for_client
@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         {"data": args.data, "listen": args.listen, "log_format": args.log_format},
     )
     setup_logging(config.log_format, config.log_level)
+    memory.limit_arenas()  # before any worker thread exists (see gateway/memory.py)
     try:
         lock = lock_data_dir(config.data)  # held until the process ends
     except DataDirBusy as exc:

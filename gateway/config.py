@@ -26,6 +26,9 @@ class Config:
     gc_grace: float = 3600.0  # seconds a chunk stays at refcount zero before GC may take it
     gc_interval: float = 600.0  # seconds between background GC runs (0: never)
     presign_max_expires: int = 604800
+    inflight_bytes: int = 64 * 1024 * 1024  # upload bytes held in memory at most (backpressure)
+    upload_expiry: float = 7 * 24 * 3600.0  # multipart uploads idle longer are aborted
+    trim_interval: float = 5.0  # seconds between giving free memory back to the OS when idle
     shutdown_timeout: float = 30.0  # seconds requests in flight get to finish on SIGTERM
     log_format: str = "console"  # or "json"
     log_level: str = "info"
@@ -76,7 +79,12 @@ def _check(config: Config) -> Config:
         raise ConfigError(
             f"log_level must be debug, info, warning, error or critical, got {config.log_level!r}"
         )
-    for name in ("gc_grace", "gc_interval", "shutdown_timeout"):
+    if config.inflight_bytes < 8 * config.chunk_max:
+        raise ConfigError(
+            f"inflight_bytes must be at least 8 maximum chunks ({8 * config.chunk_max}),"
+            f" got {config.inflight_bytes}"
+        )
+    for name in ("gc_grace", "gc_interval", "shutdown_timeout", "upload_expiry", "trim_interval"):
         value = getattr(config, name)
         if not value >= 0:  # also refuses NaN
             raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
