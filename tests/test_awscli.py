@@ -1,9 +1,10 @@
-"""The aws cli (v1) against a real server: the high-level `aws s3` commands and a few
-`aws s3api` calls, as users run them.
+"""The aws cli (v1) against a real server with its default settings: the high-level `aws s3`
+commands and a few `aws s3api` calls, as users run them (issue #5).
 
-Multipart upload is not implemented yet (issue #3): the cli switches to multipart above
-``multipart_threshold`` (8 MiB by default), so the fixture raises it to 64 MB in the test's own
-AWS_CONFIG_FILE. Remove that line once multipart lands.
+Defaults mean an 8 MiB ``multipart_threshold`` / ``multipart_chunksize``: files above it go up
+as multipart uploads, come down as parallel ranged GETs, and are copied server-side with
+UploadPartCopy. A >100 MiB `aws s3 cp` up, down and server-side is in
+tests/test_multipart_awscli.py; here the large files are 9 to 20 MiB to keep the module fast.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import time
 import uuid
@@ -26,6 +28,7 @@ import pytest
 from tests.conftest import Server, require_client
 
 MiB = 1024 * 1024
+CLI_PART = 8 * MiB  # the cli's default multipart_threshold and multipart_chunksize
 
 Aws = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -49,20 +52,16 @@ def aws(server: Server, aws_env: dict[str, str]) -> Aws:
             assert out.returncode == 0, f"aws {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
         return out
 
-    # multipart is not implemented yet (issue #3): keep the cli on single PUTs
-    out = subprocess.run(
-        [exe, "configure", "set", "default.s3.multipart_threshold", "64MB"],
-        env=aws_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
     return run
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mp_etag(data: bytes, part: int = CLI_PART) -> str:
+    md5s = [hashlib.md5(data[i : i + part]).digest() for i in range(0, len(data), part)]
+    return f'"{hashlib.md5(b"".join(md5s)).hexdigest()}-{len(md5s)}"'
 
 
 def new_bucket() -> str:
@@ -76,51 +75,70 @@ def tree(root: Path) -> dict[str, str]:
     }
 
 
-def test_cp_ls_head_copy_rm_rb(aws: Aws, tmp_path: Path) -> None:
+def summary(stdout: str) -> tuple[int, int]:
+    """(Total Objects, Total Size) printed by `aws s3 ls --summarize`."""
+    objects = re.search(r"^\s*Total Objects: (\d+)$", stdout, re.M)
+    size = re.search(r"^\s*Total Size: (\d+)$", stdout, re.M)
+    assert objects and size, stdout
+    return int(objects[1]), int(size[1])
+
+
+def head(aws: Aws, bucket: str, key: str, *extra: str) -> dict[str, Any]:
+    out = aws("s3api", "head-object", "--bucket", bucket, "--key", key, *extra)
+    return dict(json.loads(out.stdout))
+
+
+def test_cp_ls_head_copy_rm_rb(aws: Aws, tmp_path: Path, server: Server) -> None:
     b = new_bucket()
     small = tmp_path / "small.txt"
     small.write_bytes(b"hello from the aws cli\n" * 50)
     big = tmp_path / "big.bin"
     rng = random.Random(20)
     block = rng.randbytes(MiB)
-    # 20 MiB with repeated content (it deduplicates) and a random tail
-    big.write_bytes(block * 12 + rng.randbytes(8 * MiB))
+    # 20 MiB (three 8 MiB parts) with repeated content (it deduplicates) and a random tail
+    data = block * 12 + rng.randbytes(8 * MiB)
+    big.write_bytes(data)
 
     out = aws("s3", "mb", f"s3://{b}")
     assert f"make_bucket: {b}" in out.stdout
     aws("s3", "cp", str(small), f"s3://{b}/docs/small.txt")
-    out = aws("s3", "cp", str(big), f"s3://{b}/data/big.bin")
+    out = aws("s3", "cp", str(big), f"s3://{b}/data/big.bin")  # multipart upload
     assert "upload:" in out.stdout
 
     down = tmp_path / "down"
     down.mkdir()
     aws("s3", "cp", f"s3://{b}/docs/small.txt", str(down / "small.txt"))
-    aws("s3", "cp", f"s3://{b}/data/big.bin", str(down / "big.bin"))
+    aws("s3", "cp", f"s3://{b}/data/big.bin", str(down / "big.bin"))  # ranged GETs
     assert sha256(down / "small.txt") == sha256(small)
     assert sha256(down / "big.bin") == sha256(big)
 
     out = aws("s3", "ls", f"s3://{b}")
     assert "PRE docs/" in out.stdout and "PRE data/" in out.stdout
     out = aws("s3", "ls", f"s3://{b}/data/")
-    assert f"{big.stat().st_size} big.bin" in " ".join(out.stdout.split())
+    assert f"{len(data)} big.bin" in " ".join(out.stdout.split())
     out = aws("s3", "ls", "--recursive", "--summarize", f"s3://{b}")
     assert "docs/small.txt" in out.stdout and "data/big.bin" in out.stdout
-    assert "Total Objects: 2" in out.stdout
-    total = small.stat().st_size + big.stat().st_size
-    assert f"Total Size: {total}" in out.stdout
+    assert summary(out.stdout) == (2, small.stat().st_size + len(data))
     out = aws("s3", "ls")
     assert b in out.stdout
 
-    head = json.loads(aws("s3api", "head-object", "--bucket", b, "--key", "docs/small.txt").stdout)
-    assert head["ContentLength"] == small.stat().st_size
-    assert head["ETag"] == '"' + hashlib.md5(small.read_bytes()).hexdigest() + '"'
+    h = head(aws, b, "docs/small.txt")
+    assert h["ContentLength"] == small.stat().st_size
+    assert h["ETag"] == '"' + hashlib.md5(small.read_bytes()).hexdigest() + '"'
+    h = head(aws, b, "data/big.bin")
+    assert h["ContentLength"] == len(data)
+    assert h["ETag"] == mp_etag(data)
+    h = head(aws, b, "data/big.bin", "--part-number", "1")
+    assert h["PartsCount"] == 3 and h["ContentLength"] == CLI_PART
 
-    # server-side copy (CopyObject: below the multipart threshold)
-    aws("s3", "cp", f"s3://{b}/data/big.bin", f"s3://{b}/data/copy.bin")
+    # server-side copy above the threshold: UploadPartCopy by 8 MiB ranges
+    out = aws("s3", "cp", f"s3://{b}/data/big.bin", f"s3://{b}/data/copy.bin")
+    assert "copy:" in out.stdout
     aws("s3", "cp", f"s3://{b}/data/copy.bin", str(down / "copy.bin"))
     assert sha256(down / "copy.bin") == sha256(big)
-    head = json.loads(aws("s3api", "head-object", "--bucket", b, "--key", "data/copy.bin").stdout)
-    assert head["ContentLength"] == big.stat().st_size
+    h = head(aws, b, "data/copy.bin")
+    assert h["ContentLength"] == len(data)
+    assert h["ETag"] == mp_etag(data)  # the same 8 MiB ranges: the same part MD5s
 
     out = aws("s3", "rb", f"s3://{b}", check=False)
     assert out.returncode != 0 and "BucketNotEmpty" in out.stderr
@@ -131,6 +149,8 @@ def test_cp_ls_head_copy_rm_rb(aws: Aws, tmp_path: Path) -> None:
     out = aws("s3", "rb", f"s3://{b}")
     assert f"remove_bucket: {b}" in out.stdout
     assert b not in aws("s3", "ls").stdout
+    report = server.fsck()
+    assert report["ok"], report["output"]
 
 
 NAMES = [
@@ -152,54 +172,71 @@ NAMES = [
     "emoji 🎉.txt",
     "empty.txt",
 ]
+DIRS = ["", "sub dir", "sub dir/deeper (1)", "ünïcode", "a&b=c/d+e", "x/y/z", "q'u@o$t!e~"]
+TREE_FILES = 200
+# above the 8 MiB threshold: sync uploads them as multipart, downloads them with ranged GETs
+BIG = {"big/nine + one.bin": 9 * MiB + 1, "ünïcode/twelve (mb).bin": 12 * MiB, "x/17.bin": 17 * MiB}
 
 
 def make_tree(root: Path, rng: random.Random) -> None:
-    """~50 files with awkward names. Their mtimes are set an hour back: like S3, the server
-    lists LastModified in whole seconds, and `aws s3 sync` uploads a local file whose mtime is
-    later than that (a file written in the same second as its upload would go up again)."""
+    """200 files with awkward names, three of them above the multipart threshold. Their mtimes
+    are set an hour back: like S3, the server lists LastModified in whole seconds, and
+    `aws s3 sync` uploads a local file whose mtime is later than that (a file written in the
+    same second as its upload would go up again)."""
     past = time.time() - 3600
-    dirs = ["", "sub dir", "sub dir/deeper (1)", "ünïcode", "a&b=c/d+e", "x/y/z"]
+    block = rng.randbytes(MiB)
+    paths: dict[Path, bytes] = {}
+    for name, size in BIG.items():
+        # part repeated content (it deduplicates), part random
+        paths[root / name] = (block * (size // (2 * MiB)) + rng.randbytes(size))[:size]
     i = 0
-    while i < 51:
-        d = dirs[i % len(dirs)]
+    while len(paths) < TREE_FILES:
         name = NAMES[i % len(NAMES)]
-        path = root / d / name
-        if path.exists():
-            path = path.with_name(f"{i}-{name}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = root / DIRS[i % len(DIRS)] / name
+        if path in paths:
+            path = path.with_name(f"{i} {name}")
         if name == "empty.txt":
-            path.write_bytes(b"")
+            paths[path] = b""
         else:
-            size = rng.choice([1, 100, 4096, 4097, 70_000, 300_000])
-            path.write_bytes(rng.randbytes(size))
-        os.utime(path, (past, past))
+            paths[path] = rng.randbytes(rng.choice([1, 100, 4096, 4097, 70_000, 200_000]))
         i += 1
+    for path, body in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        os.utime(path, (past, past))
 
 
-def test_sync_tree_up_and_down(aws: Aws, tmp_path: Path) -> None:
+def test_sync_tree_up_and_down(aws: Aws, tmp_path: Path, server: Server) -> None:
     b = new_bucket()
     aws("s3", "mb", f"s3://{b}")
     src = tmp_path / "src"
     make_tree(src, random.Random(5))
     expected = tree(src)
-    assert len(expected) == 51
-    assert any(sha == hashlib.sha256(b"").hexdigest() for sha in expected.values())
+    assert len(expected) == TREE_FILES
+    assert hashlib.sha256(b"").hexdigest() in expected.values()
+    total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert total < 60 * MiB
 
     out = aws("s3", "sync", str(src), f"s3://{b}/tree")
     assert out.stdout.count("upload:") == len(expected), out.stdout
     out = aws("s3", "sync", str(src), f"s3://{b}/tree")
-    assert out.stdout.strip() == "", out.stdout  # nothing changed: nothing transferred
+    assert out.stdout == "", out.stdout  # nothing changed: nothing transferred
 
     listed = json.loads(aws("s3api", "list-objects-v2", "--bucket", b).stdout)
     assert sorted(o["Key"] for o in listed["Contents"]) == sorted(f"tree/{k}" for k in expected)
+    out = aws("s3", "ls", "--recursive", "--summarize", f"s3://{b}/tree/")
+    assert summary(out.stdout) == (TREE_FILES, total)
+    for name, size in BIG.items():  # went up as multipart uploads
+        h = head(aws, b, f"tree/{name}", "--part-number", "1")
+        assert h["PartsCount"] == -(-size // CLI_PART), name
+        assert h["ContentLength"] == CLI_PART, name
 
     dst = tmp_path / "dst"
     out = aws("s3", "sync", f"s3://{b}/tree", str(dst))
     assert out.stdout.count("download:") == len(expected), out.stdout
     assert tree(dst) == expected
     out = aws("s3", "sync", f"s3://{b}/tree", str(dst))
-    assert out.stdout.strip() == "", out.stdout
+    assert out.stdout == "", out.stdout
 
     # a change is picked up, and --delete removes what is gone
     changed = src / "sub dir" / "with space.txt"
@@ -209,10 +246,14 @@ def test_sync_tree_up_and_down(aws: Aws, tmp_path: Path) -> None:
     out = aws("s3", "sync", "--delete", str(src), f"s3://{b}/tree")
     assert out.stdout.count("upload:") == 1 and out.stdout.count("delete:") == 1, out.stdout
     out = aws("s3", "sync", "--delete", f"s3://{b}/tree", str(dst))
+    assert out.stdout.count("download:") == 1 and out.stdout.count("delete:") == 1, out.stdout
     assert tree(dst) == tree(src)
 
-    aws("s3", "rm", "--recursive", f"s3://{b}")
+    out = aws("s3", "rm", "--recursive", f"s3://{b}")
+    assert out.stdout.count("delete:") == TREE_FILES - 1, out.stdout
     aws("s3", "rb", f"s3://{b}")
+    report = server.fsck()
+    assert report["ok"], report["output"]
 
 
 def test_list_objects_v2_pagination(aws: Aws, tmp_path: Path, server: Server) -> None:
@@ -247,9 +288,11 @@ def test_list_objects_v2_pagination(aws: Aws, tmp_path: Path, server: Server) ->
     assert [p["Prefix"] for p in resp["CommonPrefixes"]] == ["p/", "q/"]
     aws("s3", "rm", "--recursive", f"s3://{b}")
     aws("s3", "rb", f"s3://{b}")
+    report = server.fsck()
+    assert report["ok"], report["output"]
 
 
-def test_put_object_with_crc32_checksum(aws: Aws, tmp_path: Path) -> None:
+def test_put_object_with_crc32_checksum(aws: Aws, tmp_path: Path, server: Server) -> None:
     b = new_bucket()
     aws("s3", "mb", f"s3://{b}")
     body = os.urandom(300_000)
@@ -297,3 +340,5 @@ def test_put_object_with_crc32_checksum(aws: Aws, tmp_path: Path) -> None:
 
     aws("s3", "rm", f"s3://{b}/crc")
     aws("s3", "rb", f"s3://{b}")
+    report = server.fsck()
+    assert report["ok"], report["output"]
