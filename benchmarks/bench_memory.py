@@ -176,7 +176,9 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3DEDUP_"))}
+        # server settings (e.g. S3DEDUP_INFLIGHT_BYTES) pass through; identity does not
+        mine = ("AWS_", "S3DEDUP_ACCESS_KEY", "S3DEDUP_SECRET_KEY", "S3DEDUP_DATA", "S3DEDUP_LISTEN")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(mine)}
         env.update(
             S3DEDUP_ACCESS_KEY=self.access_key,
             S3DEDUP_SECRET_KEY=self.secret_key,
