@@ -179,6 +179,56 @@ async def _fsck_local(data: Path, verify: bool) -> dict[str, Any]:
         os.close(lock)
 
 
+def _parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CliError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:9100), got {listen!r}", 2)
+    return host.strip("[]"), int(port)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from storage_node.app import NodeConfig, NodeDirBusy
+    from storage_node.server import serve as serve_node
+
+    secret = args.cluster_secret or os.environ.get("S3DEDUP_CLUSTER_SECRET")
+    if not secret:
+        raise CliError("--cluster-secret (or S3DEDUP_CLUSTER_SECRET) is required", 2)
+    if args.capacity is not None and args.capacity <= 0:
+        raise CliError("--capacity must be a positive number of bytes", 2)
+    if args.heartbeat <= 0:
+        raise CliError("--heartbeat must be positive", 2)
+    host, port = _parse_listen(args.listen)
+    setup_logging(args.log_format or "console", os.environ.get("S3DEDUP_LOG_LEVEL", "info"))
+    config = NodeConfig(
+        data=Path(args.data),
+        secret=secret,
+        host=host,
+        port=port,
+        gateway=args.gateway,
+        advertise=args.advertise,
+        capacity=args.capacity,
+        heartbeat=args.heartbeat,
+    )
+
+    def ready(node_id: str) -> None:
+        print(
+            f"s3dedup node {node_id} serving on {config.url} (data: {config.data.resolve()})",
+            flush=True,
+        )
+
+    try:
+        # SIGTERM and SIGINT stop the node gracefully: requests in flight finish, the store
+        # is closed and the usage summary is written (marked clean); exit code 0.
+        asyncio.run(serve_node(config, on_ready=ready))
+    except NodeDirBusy as exc:
+        raise CliError(str(exc), 1) from exc
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise CliError(f"cannot listen on {args.listen}: {os.strerror(exc.errno)}", 1) from exc
+        raise
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3dedup", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -188,6 +238,19 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML configuration file")
     serve.add_argument("--log-format", choices=["console", "json"])
     serve.set_defaults(fn=cmd_serve)
+
+    node = sub.add_parser("node", help="a storage node of a cluster")
+    node.add_argument("--data", required=True, help="the node's directory")
+    node.add_argument("--listen", required=True, help="HOST:PORT")
+    node.add_argument("--gateway", required=True, help="URL of the gateway to register with")
+    node.add_argument(
+        "--cluster-secret", help="shared secret of the cluster (or S3DEDUP_CLUSTER_SECRET)"
+    )
+    node.add_argument("--capacity", type=int, help="bytes offered (default: the disk's size)")
+    node.add_argument("--advertise", help="URL the gateway uses (default http://LISTEN)")
+    node.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
+    node.add_argument("--log-format", choices=["console", "json"])
+    node.set_defaults(fn=cmd_node)
 
     adm = sub.add_parser("admin", help="administer a store").add_subparsers(
         dest="admin", required=True

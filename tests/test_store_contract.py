@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,8 @@ from dedup.store import (
     StoreUsage,
     chunk_id_of,
 )
+from gateway.cluster.client import NodeClient
+from tests.test_storage_node import SECRET, NodeProcess, unused_gateway
 
 
 def _chunk(rng: random.Random, size: int = 1000) -> tuple[bytes, bytes]:
@@ -31,13 +33,32 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     return random.Random(request.node.nodeid)
 
 
-@pytest.fixture(params=["memory", "directory"])
+@pytest.fixture(scope="module")
+def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A real `s3dedup node` process (its gateway is absent: heartbeats fail harmlessly)."""
+    tmp = tmp_path_factory.mktemp("node")
+    node = NodeProcess(data=tmp / "data", log=tmp / "node.log", gateway=unused_gateway())
+    node.start()
+    yield node
+    assert node.stop() == 0
+
+
+# The test ids seed the data (see ``rng``): test_list_ids_pagination needs its 1500 ids to
+# cover all 256 top-level directories, which about half of the possible seeds do.
+@pytest.fixture(params=["memory", "directory", "storage-node"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ChunkStore]:
     chunk_store: ChunkStore
     if request.param == "memory":
         chunk_store = MemoryChunkStore()
-    else:
+    elif request.param == "directory":
         chunk_store = DirectoryChunkStore(tmp_path / "store", threads=8)
+    else:
+        # One node process per module, emptied before each test through the client itself.
+        node: NodeProcess = request.getfixturevalue("node_process")
+        client = NodeClient(node.url, SECRET)
+        await client.delete_many(await client.list_ids(limit=1_000_000))
+        assert await client.usage() == StoreUsage(count=0, bytes=0)
+        chunk_store = client
     yield chunk_store
     await chunk_store.close()
 

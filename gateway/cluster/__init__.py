@@ -1,0 +1,1 @@
+"""Cluster membership and the gateway's side of the storage-node protocol."""

@@ -1,0 +1,336 @@
+"""A storage node seen as a :class:`~dedup.store.ChunkStore`, over HTTP.
+
+:class:`NodeClient` speaks the protocol in ``docs/design.md`` ("Storage node protocol"). Many
+clients (one per node) share one pooled keep-alive :class:`aiohttp.ClientSession`; see
+:func:`make_session`. Reads are verified end to end: a body that does not hash to its id
+raises :class:`~dedup.store.ChunkCorrupt`, whatever the node said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from dedup.store import (
+    CHUNK_ID_SIZE,
+    ChunkCorrupt,
+    ChunkNotFound,
+    StoreUsage,
+    chunk_id_of,
+)
+from storage_node.protocol import (
+    CORRUPT,
+    FRAME_HEADER,
+    MAX_BATCH_IDS,
+    MAX_CHUNK_SIZE,
+    MAX_LIST_LIMIT,
+    MISSING,
+    SECRET_HEADER,
+    frame_header,
+)
+
+__all__ = ["NodeAuthError", "NodeClient", "NodeError", "make_session"]
+
+# Chunks are grouped into /batch/put requests of about this many bytes (or this many chunks):
+# the number of requests grows with the bytes sent, not with the number of chunks.
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_CHUNKS = 4096
+_INLINE_HASH = 64 * 1024  # smaller bodies are hashed on the event loop
+
+
+class NodeError(Exception):
+    """The node answered with an unexpected status (or not at all)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NodeAuthError(NodeError):
+    """The node refused the cluster secret (401/403)."""
+
+
+def make_session(
+    *,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+    connections: int = 256,
+    connections_per_node: int = 32,
+) -> aiohttp.ClientSession:
+    """A pooled keep-alive session for talking to nodes (create it on the running loop)."""
+    connector = aiohttp.TCPConnector(
+        limit=connections, limit_per_host=connections_per_node, keepalive_timeout=60
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+    )
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
+
+
+def _check_id(chunk_id: bytes) -> None:
+    if not isinstance(chunk_id, bytes) or len(chunk_id) != CHUNK_ID_SIZE:
+        raise ValueError(f"a chunk id is exactly {CHUNK_ID_SIZE} bytes, got {chunk_id!r}")
+
+
+def _body(data: bytes | memoryview) -> bytes | io.BytesIO:
+    """A request body; aiohttp wants large ones as a file-like object (read in parts)."""
+    return bytes(data) if len(data) <= _INLINE_HASH else io.BytesIO(data)
+
+
+async def _hash(data: bytes | memoryview) -> bytes:
+    if len(data) <= _INLINE_HASH:
+        return chunk_id_of(data)
+    return await asyncio.to_thread(chunk_id_of, data)
+
+
+async def _verified(chunk_id: bytes, data: bytes) -> bytes:
+    if await _hash(data) != chunk_id:
+        raise ChunkCorrupt(f"chunk {chunk_id.hex()} does not hash to its id (end-to-end check)")
+    return data
+
+
+class NodeClient:
+    """One storage node as a ChunkStore. ``session`` is shared and not closed by
+    :meth:`close`; without one, the client makes its own and closes it."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        batch_bytes: int = BATCH_BYTES,
+        batch_chunks: int = BATCH_CHUNKS,
+        parallel_batches: int = 4,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._headers = {SECRET_HEADER: secret}
+        self._own_session = session is None
+        self._session = session if session is not None else make_session()
+        self._batch_bytes = batch_bytes
+        self._batch_chunks = batch_chunks
+        self._parallel = asyncio.Semaphore(parallel_batches)
+        self._closed = False
+
+    # -- ChunkStore ---------------------------------------------------------------------------
+
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+        _check_id(chunk_id)
+        self._check_open()
+        if len(data) > MAX_CHUNK_SIZE:
+            raise ValueError(f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
+        async with self._request("PUT", f"/chunks/{chunk_id.hex()}", data=_body(data)) as resp:
+            await resp.read()
+            if resp.status == 422:
+                raise ChunkCorrupt(f"data does not hash to chunk id {chunk_id.hex()}")
+            self._expect(resp, 200, 201)
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
+        """Put every item, in /batch/put requests of about ``batch_bytes`` each (a few in
+        parallel); then raise the first failure in ``items`` order, if any."""
+        for chunk_id, data in items:
+            _check_id(chunk_id)
+            if len(data) > MAX_CHUNK_SIZE:
+                raise ValueError(f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
+        self._check_open()
+        batches: list[list[int]] = []
+        current: list[int] = []
+        current_bytes = 0
+        for n, (_, data) in enumerate(items):
+            if current and (
+                current_bytes + len(data) > self._batch_bytes or len(current) >= self._batch_chunks
+            ):
+                batches.append(current)
+                current, current_bytes = [], 0
+            current.append(n)
+            current_bytes += len(data) + FRAME_HEADER.size
+        if current:
+            batches.append(current)
+        errors: list[BaseException | None] = [None] * len(items)
+
+        async def send(batch: list[int]) -> None:
+            try:
+                outcomes = await self._batch_put([items[n] for n in batch])
+            except (aiohttp.ClientError, TimeoutError, NodeError) as exc:
+                for n in batch:
+                    errors[n] = exc
+                return
+            for n, outcome in zip(batch, outcomes, strict=True):
+                if outcome == "corrupt":
+                    errors[n] = ChunkCorrupt(f"data does not hash to chunk id {items[n][0].hex()}")
+                elif outcome not in ("stored", "held"):
+                    errors[n] = NodeError(f"unexpected batch result {outcome!r}")
+
+        await asyncio.gather(*(send(b) for b in batches))
+        for error in errors:
+            if error is not None:
+                raise error
+
+    async def get(self, chunk_id: bytes) -> bytes:
+        _check_id(chunk_id)
+        self._check_open()
+        async with self._request("GET", f"/chunks/{chunk_id.hex()}") as resp:
+            data = await resp.read()
+            if resp.status == 404:
+                raise ChunkNotFound(chunk_id.hex())
+            if resp.status == 409:
+                raise ChunkCorrupt(f"{self.url} holds a damaged copy of {chunk_id.hex()}")
+            self._expect(resp, 200)
+        return await _verified(chunk_id, data)
+
+    async def has(self, chunk_id: bytes) -> bool:
+        _check_id(chunk_id)
+        self._check_open()
+        async with self._request("HEAD", f"/chunks/{chunk_id.hex()}") as resp:
+            if resp.status == 404:
+                return False
+            self._expect(resp, 200)
+            return True
+
+    async def delete(self, chunk_id: bytes) -> bool:
+        _check_id(chunk_id)
+        self._check_open()
+        async with self._request("DELETE", f"/chunks/{chunk_id.hex()}") as resp:
+            await resp.read()
+            if resp.status == 404:
+                return False
+            self._expect(resp, 204)
+            return True
+
+    async def list_ids(self, after: bytes | None = None, limit: int = 1000) -> list[bytes]:
+        if after is not None and not isinstance(after, bytes):
+            raise TypeError(f"after must be bytes or None, got {type(after).__name__}")
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self._check_open()
+        # Ids are 32 bytes: "id > after" for a longer ``after`` is "id > after[:32]".
+        cursor = after[:CHUNK_ID_SIZE] if after else b""
+        out: list[bytes] = []
+        while len(out) < limit:
+            page_limit = min(limit - len(out), MAX_LIST_LIMIT)
+            query = {"limit": str(page_limit)}
+            if cursor:
+                query["after"] = cursor.hex()
+            async with self._request("GET", "/chunks", params=query) as resp:
+                body = await resp.read()
+                self._expect(resp, 200)
+            page = [bytes.fromhex(i) for i in json.loads(body)["ids"]]
+            out.extend(page)
+            if len(page) < page_limit:
+                break
+            cursor = page[-1]
+        return out
+
+    async def usage(self) -> StoreUsage:
+        status = await self.status()
+        return StoreUsage(count=int(status["count"]), bytes=int(status["used"]))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._own_session:
+            await self._session.close()
+
+    # -- beyond the ChunkStore protocol --------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """The node's ``/status``: id, url, capacity, used, count, in_flight, requests."""
+        self._check_open()
+        async with self._request("GET", "/status") as resp:
+            body = await resp.read()
+            self._expect(resp, 200)
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    async def get_many(
+        self, chunk_ids: Sequence[bytes]
+    ) -> list[bytes | ChunkNotFound | ChunkCorrupt]:
+        """Many chunks in one streamed request per ``MAX_BATCH_IDS`` ids, each verified end to
+        end; a missing or damaged chunk is an exception object in its place, not raised."""
+        for chunk_id in chunk_ids:
+            _check_id(chunk_id)
+        self._check_open()
+        out: list[bytes | ChunkNotFound | ChunkCorrupt] = []
+        for start in range(0, len(chunk_ids), MAX_BATCH_IDS):
+            part = chunk_ids[start : start + MAX_BATCH_IDS]
+            body = _body(b"".join(part))
+            async with self._request("POST", "/batch/get", data=body) as resp:
+                if resp.status != 200:
+                    await resp.read()
+                    self._expect(resp, 200)
+                try:
+                    out.extend(await self._read_frames(resp, part))
+                except asyncio.IncompleteReadError:
+                    raise NodeError(f"{self.url}: batch get response cut short") from None
+        return out
+
+    async def _read_frames(
+        self, resp: aiohttp.ClientResponse, chunk_ids: Sequence[bytes]
+    ) -> list[bytes | ChunkNotFound | ChunkCorrupt]:
+        out: list[bytes | ChunkNotFound | ChunkCorrupt] = []
+        for chunk_id in chunk_ids:
+            got_id, length = FRAME_HEADER.unpack(await resp.content.readexactly(FRAME_HEADER.size))
+            if got_id != chunk_id:
+                raise NodeError(f"{self.url}: batch get answered out of order")
+            if length == MISSING:
+                out.append(ChunkNotFound(chunk_id.hex()))
+            elif length == CORRUPT or length > MAX_CHUNK_SIZE:
+                out.append(ChunkCorrupt(f"{self.url}: damaged copy of {chunk_id.hex()}"))
+            else:
+                data = await resp.content.readexactly(length)
+                try:
+                    out.append(await _verified(chunk_id, data))
+                except ChunkCorrupt as exc:
+                    out.append(exc)
+        return out
+
+    async def delete_many(self, chunk_ids: Sequence[bytes]) -> list[bool]:
+        """Delete many chunks, one request per ``MAX_BATCH_IDS`` ids; True where one existed."""
+        for chunk_id in chunk_ids:
+            _check_id(chunk_id)
+        self._check_open()
+        out: list[bool] = []
+        for start in range(0, len(chunk_ids), MAX_BATCH_IDS):
+            part = chunk_ids[start : start + MAX_BATCH_IDS]
+            body = _body(b"".join(part))
+            async with self._request("POST", "/batch/delete", data=body) as resp:
+                body = await resp.read()
+                self._expect(resp, 200)
+            out.extend(bool(d) for d in json.loads(body)["deleted"])
+        return out
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the node client is closed")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._session.request(method, self.url + path, headers=self._headers, **kwargs)
+
+    def _expect(self, resp: aiohttp.ClientResponse, *statuses: int) -> None:
+        if resp.status in statuses:
+            return
+        error = NodeAuthError if resp.status in (401, 403) else NodeError
+        raise error(f"{resp.method} {resp.url}: HTTP {resp.status}", resp.status)
+
+    async def _batch_put(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> list[str]:
+        parts: list[bytes | memoryview] = []
+        for chunk_id, data in items:
+            parts.append(frame_header(chunk_id, len(data)))
+            parts.append(data)
+        body = _body(b"".join(parts))
+        async with self._parallel:
+            async with self._request("POST", "/batch/put", data=body) as resp:
+                raw = await resp.read()
+                self._expect(resp, 200)
+        results = json.loads(raw)["results"]
+        if len(results) != len(items):
+            raise NodeError(f"{self.url}: batch put answered {len(results)} of {len(items)}")
+        return [str(r["result"]) for r in results]
