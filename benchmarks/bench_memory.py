@@ -177,7 +177,13 @@ class LocalServer:
 
     def start(self) -> None:
         # server settings (e.g. S3DEDUP_INFLIGHT_BYTES) pass through; identity does not
-        mine = ("AWS_", "S3DEDUP_ACCESS_KEY", "S3DEDUP_SECRET_KEY", "S3DEDUP_DATA", "S3DEDUP_LISTEN")
+        mine = (
+            "AWS_",
+            "S3DEDUP_ACCESS_KEY",
+            "S3DEDUP_SECRET_KEY",
+            "S3DEDUP_DATA",
+            "S3DEDUP_LISTEN",
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(mine)}
         env.update(
             S3DEDUP_ACCESS_KEY=self.access_key,

@@ -57,8 +57,17 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> Server:
-        cmd = [sys.executable, "-m", "gateway.cli", "serve", "--data", str(self.data),
-               "--listen", f"127.0.0.1:{self.port}", *self.extra_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--data",
+            str(self.data),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            *self.extra_args,
+        ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout
@@ -90,7 +99,10 @@ class Server:
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "gateway.cli", "admin", *args, "--endpoint", self.endpoint],
-            env=self.env, capture_output=True, text=True, timeout=300,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     def stats(self) -> dict[str, Any]:

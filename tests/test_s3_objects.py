@@ -375,7 +375,9 @@ def test_range_on_empty_object(s3: Any, bucket: str) -> None:
 
 
 def test_ranges_across_chunks(server: Server, s3: Any, bucket: str) -> None:
-    data = rand(6 * MiB, seed=7)
+    # fresh content: chunks of seeded data may already be in the shared server's index
+    # (from another test, or waiting for GC), which would make fewer chunks new
+    data = rand(6 * MiB)
     cuts = chunk_boundaries(data)
     assert len(cuts) >= 4, cuts  # several chunks
     chunks_before = server.stats()["chunks"]

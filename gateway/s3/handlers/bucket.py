@@ -60,9 +60,7 @@ async def create_bucket(r: S3Request) -> web.StreamResponse:
 
 async def delete_bucket(r: S3Request) -> web.StreamResponse:
     name = r.bucket
-    await r.engine.index.write(
-        lambda txn: multipart.delete_bucket(txn, name, r.engine.now_ms())
-    )
+    await r.engine.index.write(lambda txn: multipart.delete_bucket(txn, name, r.engine.now_ms()))
     return web.Response(status=204)
 
 
