@@ -149,13 +149,13 @@ class AuthResult:
     """None for an anonymous request (no Authorization header and no X-Amz-Signature)."""
     content_sha256: str
     """The x-amz-content-sha256 value ("UNSIGNED-PAYLOAD" for presigned/anonymous without it)."""
-    signing_key: bytes | None
+    signing_key: bytes | None = None
     """The derived SigV4 signing key (chunk signatures of streaming uploads use it)."""
-    seed_signature: str | None
+    seed_signature: str | None = None
     """The request signature; the first chunk signature chains from it."""
-    amz_date: str | None
+    amz_date: str | None = None
     """The request timestamp as yyyymmddThhmmssZ."""
-    scope: str | None
+    scope: str | None = None
     """The credential scope, e.g. "20261122/us-east-1/s3/aws4_request"."""
 
 
@@ -524,14 +524,7 @@ def authenticate(
             virtual_host_bucket,
         )
     _check_content_sha256(content_sha256)
-    return AuthResult(
-        access_key=None,
-        content_sha256=content_sha256 or UNSIGNED_PAYLOAD,
-        signing_key=None,
-        seed_signature=None,
-        amz_date=None,
-        scope=None,
-    )
+    return AuthResult(access_key=None, content_sha256=content_sha256 or UNSIGNED_PAYLOAD)
 
 
 def _authenticate_header(
@@ -853,17 +846,6 @@ def _v2_content_sha256(content_sha256: str | None) -> str:
     return content_sha256 or UNSIGNED_PAYLOAD
 
 
-def _v2_result(access_key: str, content_sha256: str) -> AuthResult:
-    return AuthResult(
-        access_key=access_key,
-        content_sha256=content_sha256,
-        signing_key=None,
-        seed_signature=None,
-        amz_date=None,
-        scope=None,
-    )
-
-
 def _authenticate_v2_header(
     method: str,
     raw_path: str,
@@ -928,7 +910,7 @@ def _authenticate_v2_header(
         provided=provided,
         access_key=access_key,
     )
-    return _v2_result(access_key, _v2_content_sha256(content_sha256))
+    return AuthResult(access_key, _v2_content_sha256(content_sha256))
 
 
 def _authenticate_v2_query(
@@ -994,4 +976,4 @@ def _authenticate_v2_query(
         provided=provided,
         access_key=access_key,
     )
-    return _v2_result(access_key, _v2_content_sha256(content_sha256))
+    return AuthResult(access_key, _v2_content_sha256(content_sha256))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import base64
+import binascii
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -44,3 +47,30 @@ async def get_record(r: S3Request, bucket: str, key: str) -> ObjectRecord:
 async def release_pins(r: S3Request, token: bytes) -> None:
     """Give back every reference pinned under ``token`` (an abandoned write)."""
     await r.engine.index.write(lambda txn: refcount.release(txn, token, r.engine.now_ms()))
+
+
+def encode_token(name: str) -> str:
+    """An opaque continuation token for a listing that resumes after ``name``."""
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            ArgumentName="continuation-token",
+            ArgumentValue=token,
+        ) from exc
+
+
+async def commit_or_release(r: S3Request, token: bytes, commit: Callable[[Txn], None]) -> None:
+    """Run the commit transaction of a write whose chunks are pinned under ``token``; if it
+    fails (a precondition, a vanished upload) or is cancelled, give the pins back."""
+    try:
+        await r.engine.index.write(commit)
+    except BaseException:
+        await asyncio.shield(release_pins(r, token))
+        raise

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -13,7 +11,7 @@ from dedup import catalog
 from dedup.index import Txn
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import owner, xml_response
+from gateway.s3.handlers.common import decode_token, encode_token, owner, xml_response
 from gateway.s3.objectmeta import quoted
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, timestamp
@@ -118,23 +116,11 @@ async def list_objects(r: S3Request) -> web.StreamResponse:
     return xml_response("ListBucketResult", body)
 
 
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise S3Error(
-            "InvalidArgument",
-            "The continuation token provided is incorrect",
-            ArgumentName="continuation-token",
-            ArgumentValue=token,
-        ) from exc
-
-
 async def list_objects_v2(r: S3Request) -> web.StreamResponse:
     q = r.query
     token = q.get("continuation-token")
     start_after = q.get("start-after", "")
-    marker = _decode_token(token) if token is not None else start_after
+    marker = decode_token(token) if token is not None else start_after
     if token is not None and start_after > marker:
         marker = start_after
     url, enc = _encoder(q)
@@ -147,7 +133,7 @@ async def list_objects_v2(r: S3Request) -> web.StreamResponse:
         "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,
         "IsTruncated": listing.truncated,
         "ContinuationToken": token,
-        "NextContinuationToken": base64.urlsafe_b64encode(listing.next_marker.encode()).decode()
+        "NextContinuationToken": encode_token(listing.next_marker)
         if listing.truncated and listing.next_marker is not None
         else None,
         "StartAfter": enc(start_after) if "start-after" in q else None,

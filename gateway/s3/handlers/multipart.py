@@ -21,7 +21,7 @@ from dedup.records import ObjectRecord
 from gateway.s3.context import MAX_XML_BODY, Handler, S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.acl import check_acl_headers
-from gateway.s3.handlers.common import owner, release_pins, xml_response
+from gateway.s3.handlers.common import commit_or_release, owner, release_pins, xml_response
 from gateway.s3.handlers.objects import MAX_OBJECT_SIZE, MAX_PUT_SIZE, copy_source, ingest_body
 from gateway.s3.objectmeta import (
     ChecksumRequest,
@@ -128,23 +128,21 @@ async def upload_part(r: S3Request) -> web.StreamResponse:
         checksum=checksums.get(algo, "") if algo else "",
         chunks=result.chunks,
     )
-    try:
-        await r.engine.index.write(
-            lambda txn: multipart.commit_part(
-                txn,
-                bucket,
-                key,
-                uid,
-                number,
-                part,
-                result.token,
-                result.stored,
-                r.engine.now_ms(),
-            )
-        )
-    except BaseException:
-        await asyncio.shield(release_pins(r, result.token))
-        raise
+    await commit_or_release(
+        r,
+        result.token,
+        lambda txn: multipart.commit_part(
+            txn,
+            bucket,
+            key,
+            uid,
+            number,
+            part,
+            result.token,
+            result.stored,
+            r.engine.now_ms(),
+        ),
+    )
     out = {"ETag": quoted(part.etag)}
     for a, v in checksums.items():
         out[f"x-amz-checksum-{a.lower()}"] = v

@@ -17,7 +17,7 @@ from dedup.records import ObjectRecord
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.acl import check_acl_headers
-from gateway.s3.handlers.common import get_record, release_pins, require_bucket, xml_response
+from gateway.s3.handlers.common import commit_or_release, get_record, require_bucket, xml_response
 from gateway.s3.objectmeta import (
     RESPONSE_OVERRIDES,
     ByteRange,
@@ -92,22 +92,20 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         inline=result.inline,
         chunks=result.chunks,
     )
-    try:
-        await r.engine.index.write(
-            lambda txn: catalog.commit_object(
-                txn,
-                bucket,
-                key,
-                rec,
-                result.token,
-                result.stored,
-                lambda cur: check_write_conditions(headers, cur),
-                r.engine.now_ms(),
-            )
-        )
-    except BaseException:
-        await asyncio.shield(release_pins(r, result.token))
-        raise
+    await commit_or_release(
+        r,
+        result.token,
+        lambda txn: catalog.commit_object(
+            txn,
+            bucket,
+            key,
+            rec,
+            result.token,
+            result.stored,
+            lambda cur: check_write_conditions(headers, cur),
+            r.engine.now_ms(),
+        ),
+    )
     out = {"ETag": quoted(rec.etag)}
     for algo, value in checksums.items():
         out[f"x-amz-checksum-{algo.lower()}"] = value

@@ -3,15 +3,12 @@ parameters S3 added in 2024)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from aiohttp import web
 
 from dedup import catalog
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import owner, xml_response
+from gateway.s3.handlers.common import decode_token, encode_token, owner, xml_response
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, timestamp
 
@@ -31,25 +28,12 @@ def _max_buckets(raw: str | None) -> int:
     return int(raw)
 
 
-def _after(token: str | None) -> str:
-    if token is None:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise S3Error(
-            "InvalidArgument",
-            "The continuation token provided is incorrect",
-            ArgumentName="continuation-token",
-            ArgumentValue=token,
-        ) from exc
-
-
 async def list_buckets(r: S3Request) -> web.StreamResponse:
     q = r.query
     prefix = q.get("prefix", "")
     limit = _max_buckets(q.get("max-buckets"))
-    after = _after(q.get("continuation-token"))
+    token = q.get("continuation-token")
+    after = "" if token is None else decode_token(token)
     region = q.get("bucket-region")
     buckets = await r.engine.read(catalog.list_buckets)
     if region is not None and region != r.config.region:
@@ -70,9 +54,7 @@ async def list_buckets(r: S3Request) -> web.StreamResponse:
             ]
         },
         "Prefix": prefix if "prefix" in q else None,
-        "ContinuationToken": base64.urlsafe_b64encode(page[-1][0].encode()).decode()
-        if more
-        else None,
+        "ContinuationToken": encode_token(page[-1][0]) if more else None,
     }
     return xml_response("ListAllMyBucketsResult", body)
 
