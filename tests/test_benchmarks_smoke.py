@@ -117,3 +117,54 @@ def test_bench_memory_smoke(tmp_path: Path) -> None:
         assert k in slow
     assert report["vm_hwm_mib"] > 0
     assert "a_single_put" in out.stdout and len(timeline.read_text().splitlines()) > 10
+
+
+def test_benchmark_suite_smoke(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--scale",
+            "0.002",
+            "--runs",
+            "1",
+            "--data",
+            str(tmp_path / "work"),
+            "--json",
+            str(report_path),
+        ],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(report_path.read_text())
+    assert {"machine", "scale", "runs", "sizes", "figures", "ceilings", "targets"} <= set(report)
+    assert {"peak_rss_mib", "targets_met"} <= set(report)
+    figures = report["figures"]
+    for name in (
+        "put_1g_new_mb_s",
+        "put_1g_known_mb_s",
+        "get_1g_mb_s",
+        "put_8x256m_mb_s",
+        "get_8x256m_mb_s",
+        "put_4k_c64_ops_s",
+        "get_4k_c64_p99_ms",
+        "head_4k_c16_ops_s",
+        "delete_4k_c64_ops_s",
+        "copy_1g_ms",
+        "list_page_ms",
+        "cpu_s_per_gb_put_new",
+        "boto3_put_1g_mb_s",
+        "boto3_get_1g_mb_s",
+    ):
+        assert figures[name]["median"] > 0 or name.startswith("cpu_"), name
+        assert {"min", "max", "runs", "unit", "ratio"} <= set(figures[name]), name
+    assert figures["put_1g_new_mb_s"]["ratio"] > 0
+    for name in ("md5_mb_s", "blake3_mb_s", "durable_writes_mb_s", "put_1g_mb_s", "get_1g_mb_s"):
+        assert report["ceilings"][name]["median"] > 0, name
+    assert {t["name"] for t in report["targets"]} >= {"put_new", "get", "list_page", "copy_1g"}
+    assert report["peak_rss_mib"] > 0
+    assert "put_1g_new_mb_s" in out.stdout and "PUT new data" in out.stdout

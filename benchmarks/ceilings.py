@@ -1,0 +1,336 @@
+"""This machine's ceilings, the yardsticks the s3dedup figures are compared with.
+
+    python benchmarks/ceilings.py [--scale S] [--dir DIR]       # prints JSON
+    python benchmarks/ceilings.py serve --port PORT              # the do-nothing endpoint
+
+* MD5 and BLAKE3 (one thread) over one stream, in MB/s (10^6 bytes per second);
+* parallel durable file writes: 256 KiB files, each written then fsync'ed, by a thread pool,
+  in MB/s, under ``--dir`` (the server's data directory's file system);
+* a do-nothing S3 endpoint: a separate aiohttp process that accepts any request (signatures
+  are not checked), reads and discards PUT bodies, remembers only each key's size, and serves
+  GETs of that many bytes from a buffer in memory; HEAD, DELETE and bucket PUTs get their
+  usual answers. :func:`measure_endpoint` drives it (or any S3 endpoint) with
+  :class:`benchmarks.loadgen.S3LoadClient`, the load generator s3dedup is measured with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import blake3
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.loadgen import MiB, S3LoadClient, content, content_bytes  # noqa: E402
+
+GiB = 1024 * MiB
+KiB = 1024
+HASH_BLOCK = MiB
+
+
+# -- hashing ----------------------------------------------------------------------------------
+
+
+def _hash_rate(make: Callable[[], Any], total: int) -> float:
+    """MB/s of ``make()`` hashing ``total`` bytes fed in 1 MiB blocks (one thread)."""
+    buf = memoryview(content_bytes(64 * MiB, 7))
+    h = make()
+    done = 0
+    t0 = time.perf_counter()
+    while done < total:
+        off = done % (64 * MiB)
+        n = min(HASH_BLOCK, total - done, 64 * MiB - off)
+        h.update(buf[off : off + n])
+        done += n
+    h.digest()
+    return total / (time.perf_counter() - t0) / 1e6
+
+
+def md5_rate(total: int) -> float:
+    return _hash_rate(hashlib.md5, total)
+
+
+def blake3_rate(total: int) -> float:
+    return _hash_rate(lambda: blake3.blake3(max_threads=1), total)
+
+
+# -- durable writes ---------------------------------------------------------------------------
+
+
+def durable_write_rate(
+    directory: Path, total: int, threads: int = 16, size: int = 256 * KiB
+) -> float:
+    """MB/s of ``threads`` threads writing ``total`` bytes as ``size``-byte files, each
+    fsync'ed (then the directory), the way a chunk store writes chunks."""
+    data = content_bytes(size, 11)
+    count = max(threads, total // size)
+    work = Path(tempfile.mkdtemp(prefix="ceiling-writes-", dir=directory))
+
+    def write(i: int) -> None:
+        path = work / f"{i:07d}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    try:
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(write, range(count)))
+        dfd = os.open(work, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        seconds = time.perf_counter() - t0
+    finally:
+        for p in work.iterdir():
+            p.unlink()
+        work.rmdir()
+    return count * size / seconds / 1e6
+
+
+# -- the do-nothing S3 endpoint ---------------------------------------------------------------
+
+_EMPTY_MD5 = '"d41d8cd98f00b204e9800998ecf8427e"'
+
+
+def make_app() -> web.Application:
+    sizes: dict[str, int] = {}
+    pool = content_bytes(64 * MiB, 3)
+    view = memoryview(pool)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.path
+        parts = path.lstrip("/").split("/", 1)
+        is_object = len(parts) == 2 and parts[1] != ""
+        method = request.method
+        if path == "/_s3dedup/health":
+            return web.Response(text="ok")
+        if method == "PUT":
+            n = 0
+            async for data in request.content.iter_any():
+                n += len(data)
+            if is_object:
+                sizes[path] = n
+            return web.Response(headers={"ETag": _EMPTY_MD5})
+        if method == "DELETE":
+            sizes.pop(path, None)
+            return web.Response(status=204)
+        if method in ("GET", "HEAD") and is_object:
+            size = sizes.get(path)
+            if size is None:
+                return web.Response(status=404, body=b"<Error><Code>NoSuchKey</Code></Error>")
+            headers = {"ETag": _EMPTY_MD5, "Content-Type": "application/octet-stream"}
+            if method == "HEAD":
+                headers["Content-Length"] = str(size)
+                return web.Response(headers=headers)
+            if size <= 4 * MiB:
+                return web.Response(body=view[:size], headers=headers)
+            resp = web.StreamResponse(headers=headers)
+            resp.content_length = size
+            await resp.prepare(request)
+            sent = 0
+            while sent < size:
+                n = min(4 * MiB, size - sent)
+                off = sent % (len(pool) - 4 * MiB)
+                await resp.write(view[off : off + n])
+                sent += n
+            await resp.write_eof()
+            return resp
+        if method == "GET":  # a listing or anything else: an empty result
+            return web.Response(body=b"<ListBucketResult></ListBucketResult>")
+        return web.Response()
+
+    app = web.Application(client_max_size=1 << 62)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def serve(port: int) -> None:
+    web.run_app(make_app(), host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# -- measuring an endpoint --------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
+
+
+async def timed(run: Awaitable[Any]) -> float:
+    t0 = time.perf_counter()
+    await run
+    return time.perf_counter() - t0
+
+
+async def small_ops(
+    client: S3LoadClient, bucket: str, prefix: str, clients: int, count: int, size: int = 4 * KiB
+) -> dict[str, dict[str, float]]:
+    """``count`` PUTs of ``size``-byte objects by ``clients`` concurrent clients, then as many
+    GETs, HEADs and DELETEs of them: ops/s and p50/p99 latency (ms) of each."""
+    keys = [f"{prefix}/{i:07d}" for i in range(count)]
+    bodies = [content_bytes(size, 0x4B, i * size) for i in range(count)]
+    out: dict[str, dict[str, float]] = {}
+
+    async def phase(name: str, op: Callable[[int], Awaitable[Any]]) -> None:
+        latencies: list[float] = []
+        it = iter(range(count))
+
+        async def worker() -> None:
+            for i in it:
+                t = time.perf_counter()
+                await op(i)
+                latencies.append(time.perf_counter() - t)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        seconds = time.perf_counter() - t0
+        out[name] = {
+            "ops_s": count / seconds,
+            "p50_ms": statistics.median(latencies) * 1e3,
+            "p99_ms": pct(latencies, 0.99) * 1e3,
+        }
+
+    async def get(i: int) -> None:
+        if await client.get(bucket, keys[i]) != size:
+            raise RuntimeError(f"GET {keys[i]}: wrong size")
+
+    await phase("put", lambda i: client.put(bucket, keys[i], bodies[i]))
+    await phase("get", get)
+    await phase("head", lambda i: client.head(bucket, keys[i]))
+    await phase("delete", lambda i: client.delete(bucket, keys[i]))
+    return out
+
+
+async def measure_endpoint(
+    endpoint: str,
+    big: int,
+    concurrent: int,
+    small_count: int,
+    access_key: str = "ceiling",
+    secret_key: str = "ceiling",
+    bucket: str = "ceiling",
+) -> dict[str, float]:
+    """One run against ``endpoint``: a single-stream PUT and GET of ``big`` bytes, 8
+    concurrent PUTs and GETs of ``concurrent`` bytes, and the 4 KiB operations at 16 and 64
+    clients. A flat dict of figures (MB/s, ops/s, ms)."""
+    r: dict[str, float] = {}
+    async with S3LoadClient(endpoint, access_key, secret_key, connections=64) as client:
+        await client.create_bucket(bucket)
+        s = await timed(client.put(bucket, "big", content(big, 1), big))
+        r["put_1g_mb_s"] = big / s / 1e6
+        s = await timed(client.get(bucket, "big"))
+        r["get_1g_mb_s"] = big / s / 1e6
+        await client.delete(bucket, "big")
+        keys = [f"conc/{i}" for i in range(8)]
+        s = await timed(
+            asyncio.gather(
+                *(
+                    client.put(bucket, k, content(concurrent, 100 + i), concurrent)
+                    for i, k in enumerate(keys)
+                )
+            )
+        )
+        r["put_8x256m_mb_s"] = 8 * concurrent / s / 1e6
+        s = await timed(asyncio.gather(*(client.get(bucket, k) for k in keys)))
+        r["get_8x256m_mb_s"] = 8 * concurrent / s / 1e6
+        await asyncio.gather(*(client.delete(bucket, k) for k in keys))
+        for clients in (16, 64):
+            ops = await small_ops(client, bucket, f"small{clients}", clients, small_count)
+            for op, figs in ops.items():
+                for name, value in figs.items():
+                    r[f"{op}_4k_c{clients}_{name}"] = value
+    return r
+
+
+class NoopServer:
+    """The do-nothing endpoint in a child process."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> NoopServer:
+        import urllib.request
+
+        cmd = [sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.endpoint + "/_s3dedup/health", timeout=1):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the do-nothing endpoint did not start") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def local_ceilings(scale: float, directory: Path) -> dict[str, float]:
+    """The ceilings measured in this process (hashes, durable writes)."""
+    total = max(8 * MiB, int(GiB * scale))
+    return {
+        "md5_mb_s": md5_rate(total),
+        "blake3_mb_s": blake3_rate(total),
+        "durable_writes_mb_s": durable_write_rate(directory, max(4 * MiB, int(GiB * scale) // 2)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", nargs="?", default="measure", choices=("measure", "serve"))
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--dir", default=tempfile.gettempdir())
+    args = p.parse_args(argv)
+    if args.mode == "serve":
+        serve(args.port)
+        return 0
+    from benchmarks.bench_memory import free_port
+
+    out: dict[str, float] = local_ceilings(args.scale, Path(args.dir))
+    with NoopServer(args.port or free_port()) as noop:
+        big = max(MiB, int(GiB * args.scale))
+        conc = max(MiB, int(256 * MiB * args.scale))
+        small = max(128, int(10000 * args.scale))
+        out.update(asyncio.run(measure_endpoint(noop.endpoint, big, conc, small)))
+    print(json.dumps({k: round(v, 2) for k, v in out.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
