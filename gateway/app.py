@@ -1,5 +1,5 @@
-"""The aiohttp application factory for the gateway (embedded `serve` mode: gateway plus a
-local directory chunk store)."""
+"""The aiohttp application factory for the gateway: `serve` (gateway plus a local directory
+chunk store) and `gateway` (cluster mode: chunks on storage nodes, see gateway/cluster/)."""
 
 from __future__ import annotations
 
@@ -20,24 +20,37 @@ from aiohttp.typedefs import Handler
 
 from dedup.engine import Engine
 from dedup.index import Index
-from dedup.store import DirectoryChunkStore
+from dedup.store import ChunkStore, DirectoryChunkStore
 from gateway import admin, memory
+from gateway.cluster.membership import MEMBERSHIP, Membership
+from gateway.cluster.membership import add_routes as cluster_routes
+from gateway.cluster.store import ClusterChunkStore
 from gateway.config import Config
 from gateway.credentials import StaticCredentials
-from gateway.s3.dispatch import CONFIG, CREDENTIALS, ENGINE, s3_handler, s3_middleware
+from gateway.s3.dispatch import CONFIG, CREDENTIALS, ENGINE, make_s3_middleware, s3_handler
 
 log = structlog.get_logger("s3dedup")
 
 
-def open_engine(config: Config) -> Engine:
+def open_engine(config: Config, store: ChunkStore | None = None) -> Engine:
+    """The engine on ``DATA/index``, with ``store`` (default: the local ``DATA/store``)."""
     index = Index(config.data / "index", config.chunker)
-    store = DirectoryChunkStore(config.data / "store")
+    if store is None:
+        store = DirectoryChunkStore(config.data / "store")
     return Engine(index, store, inline_max=config.inline_max, inflight_bytes=config.inflight_bytes)
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    engine = await asyncio.get_running_loop().run_in_executor(None, open_engine, config)
+    membership = app.get(MEMBERSHIP)  # cluster (`gateway`) mode: chunks live on the nodes
+    store = None if membership is None else ClusterChunkStore(membership, config.replicas)
+    engine = await asyncio.get_running_loop().run_in_executor(None, open_engine, config, store)
+    if membership is not None:
+        try:
+            await membership.start(engine.index)  # before recover(): its GC deletes chunks
+        except BaseException:
+            await engine.close()
+            raise
     await engine.recover()
     app[ENGINE] = engine
     tasks = []
@@ -102,9 +115,13 @@ async def in_flight_middleware(request: web.Request, handler: Handler) -> web.St
     return resp
 
 
-def create_app(config: Config, credentials: StaticCredentials) -> web.Application:
+def create_app(
+    config: Config, credentials: StaticCredentials, *, cluster: bool = False
+) -> web.Application:
+    """The gateway; with ``cluster``, chunks go to the storage nodes that heartbeat to it
+    (``config.cluster_secret`` required) instead of the local ``DATA/store``."""
     # list[Any]: the two middlewares' handler annotations need not match aiohttp's exactly
-    middlewares: list[Any] = [in_flight_middleware, s3_middleware]
+    middlewares: list[Any] = [in_flight_middleware, make_s3_middleware()]
     # auto_decompress off: a body sent with Content-Encoding: gzip is the object's bytes,
     # stored as they are (S3 never decodes them)
     app = web.Application(
@@ -117,6 +134,13 @@ def create_app(config: Config, credentials: StaticCredentials) -> web.Applicatio
     app[CREDENTIALS] = credentials
     app.cleanup_ctx.append(_engine_ctx)
     admin.add_routes(app)
+    if cluster:
+        if not config.cluster_secret:
+            raise ValueError("cluster mode needs a cluster secret")
+        app[MEMBERSHIP] = Membership(
+            config.cluster_secret, config.node_timeout, config.node_io_timeout
+        )
+        cluster_routes(app)
     # (?s:...): an object key may contain a newline, which '.' alone would not match
     app.router.add_route("*", "/{tail:(?s:.*)}", s3_handler)
     return app
@@ -152,6 +176,7 @@ async def serve(
     credentials: StaticCredentials,
     *,
     on_ready: Callable[[], None] | None = None,
+    cluster: bool = False,
 ) -> None:
     """Run the server until SIGTERM or SIGINT, then shut down gracefully:
 
@@ -172,7 +197,7 @@ async def serve(
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, on_signal)
-    app = create_app(config, credentials)
+    app = create_app(config, credentials, cluster=cluster)
     runner = web.AppRunner(
         app,
         access_log=None,

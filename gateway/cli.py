@@ -42,12 +42,34 @@ def setup_logging(fmt: str, level: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import DataDirBusy, lock_data_dir, serve
-
     config = load(
         Path(args.config) if args.config else None,
         {"data": args.data, "listen": args.listen, "log_format": args.log_format},
     )
+    return _run_server(config)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """The gateway of a cluster: the index in DATA/index, chunks on the storage nodes."""
+    config = load(
+        Path(args.config) if args.config else None,
+        {
+            "data": args.data,
+            "listen": args.listen,
+            "log_format": args.log_format,
+            "cluster_secret": args.cluster_secret,
+            "replicas": args.replicas,
+            "node_timeout": args.node_timeout,
+        },
+    )
+    if not config.cluster_secret:
+        raise CliError("--cluster-secret (or S3DEDUP_CLUSTER_SECRET) is required", 2)
+    return _run_server(config, cluster=True)
+
+
+def _run_server(config: Config, *, cluster: bool = False) -> int:
+    from gateway.app import DataDirBusy, lock_data_dir, serve
+
     setup_logging(config.log_format, config.log_level)
     memory.limit_arenas()  # before any worker thread exists (see gateway/memory.py)
     try:
@@ -73,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # SIGTERM and SIGINT stop the server gracefully (see gateway.app.serve): the
             # requests in flight finish, then the index is closed cleanly; exit code 0.
             with asyncio.Runner(loop_factory=loop_factory) as runner:
-                runner.run(serve(config, creds, on_ready=ready))
+                runner.run(serve(config, creds, on_ready=ready, cluster=cluster))
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
                 raise CliError(
@@ -238,6 +260,20 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML configuration file")
     serve.add_argument("--log-format", choices=["console", "json"])
     serve.set_defaults(fn=cmd_serve)
+
+    gw = sub.add_parser("gateway", help="the gateway of a cluster (chunks on storage nodes)")
+    gw.add_argument("--data", help="data directory: index and credentials (default ./s3dedup-data)")
+    gw.add_argument("--listen", help="HOST:PORT (default 127.0.0.1:9000)")
+    gw.add_argument("--config", help="TOML configuration file")
+    gw.add_argument(
+        "--cluster-secret", help="shared secret of the cluster (or S3DEDUP_CLUSTER_SECRET)"
+    )
+    gw.add_argument("--replicas", type=int, help="copies of every chunk (default 2)")
+    gw.add_argument(
+        "--node-timeout", type=float, help="seconds without a heartbeat before a node is down"
+    )
+    gw.add_argument("--log-format", choices=["console", "json"])
+    gw.set_defaults(fn=cmd_gateway)
 
     node = sub.add_parser("node", help="a storage node of a cluster")
     node.add_argument("--data", required=True, help="the node's directory")

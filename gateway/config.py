@@ -32,6 +32,11 @@ class Config:
     shutdown_timeout: float = 30.0  # seconds requests in flight get to finish on SIGTERM
     log_format: str = "console"  # or "json"
     log_level: str = "info"
+    # cluster mode (`s3dedup gateway`): chunks live on storage nodes
+    cluster_secret: str | None = None  # shared with the nodes (S3DEDUP_CLUSTER_SECRET)
+    replicas: int = 2  # copies of every chunk, on distinct nodes
+    node_timeout: float = 10.0  # seconds without a heartbeat before a node is marked down
+    node_io_timeout: float = 30.0  # seconds a node may take to answer one read
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,6 +89,12 @@ def _check(config: Config) -> Config:
             f"inflight_bytes must be at least 8 maximum chunks ({8 * config.chunk_max}),"
             f" got {config.inflight_bytes}"
         )
+    if config.replicas < 1:
+        raise ConfigError(f"replicas must be >= 1, got {config.replicas}")
+    for name in ("node_timeout", "node_io_timeout"):
+        value = getattr(config, name)
+        if not value > 0:  # also refuses NaN
+            raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
     for name in ("gc_grace", "gc_interval", "shutdown_timeout", "upload_expiry", "trim_interval"):
         value = getattr(config, name)
         if not value >= 0:  # also refuses NaN

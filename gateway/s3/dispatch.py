@@ -4,18 +4,20 @@ handler. The one error middleware turns every failure into S3 XML with a request
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from dedup import multipart
 from dedup.engine import Engine
 from dedup.index import BucketExistsError, BucketNotEmptyError, NoSuchBucketError, NoSuchKeyError
 from dedup.store import ChunkCorrupt, ChunkNotFound
+from gateway.cluster.placement import InsufficientNodes
 from gateway.config import Config
 from gateway.credentials import StaticCredentials
 from gateway.s3 import handlers
@@ -34,8 +36,16 @@ REQUEST_ID = "s3dedup.request_id"
 OPERATION = "s3dedup.operation"
 
 
-def new_request_id() -> str:
-    return os.urandom(8).hex().upper()
+class RequestIds:
+    """Request ids unique per server start: a random tag + a counter (os.urandom for every
+    request cost 6% of a small request's CPU on this VM)."""
+
+    def __init__(self) -> None:
+        self._tag = os.urandom(4).hex().upper()
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._tag}{next(self._counter):08X}"
 
 
 def translate(exc: Exception) -> S3Error | None:
@@ -57,6 +67,8 @@ def translate(exc: Exception) -> S3Error | None:
             return S3Error("InvalidPartOrder")
         case multipart.EntityTooSmallError():
             return S3Error("EntityTooSmall")
+        case InsufficientNodes():  # too few storage nodes up for R replicas: retry later
+            return S3Error("SlowDown")
         case ChunkNotFound() | ChunkCorrupt():
             return S3Error("InternalError", "A stored chunk is missing or damaged.")
     return None
@@ -90,47 +102,53 @@ def error_response(err: S3Error, request: web.Request, request_id: str) -> web.R
     return resp
 
 
-@web.middleware
-async def s3_middleware(
-    request: web.Request,
-    handler: Handler,
-) -> web.StreamResponse:
-    request_id = new_request_id()
-    request[REQUEST_ID] = request_id
-    started = time.perf_counter()
-    status = 500
-    try:
+def make_s3_middleware() -> Middleware:
+    """The one error middleware, with its own request-id source."""
+    new_request_id = RequestIds()
+
+    @web.middleware
+    async def s3_middleware(
+        request: web.Request,
+        handler: Handler,
+    ) -> web.StreamResponse:
+        request_id = new_request_id()
+        request[REQUEST_ID] = request_id
+        started = time.perf_counter()
+        status = 500
         try:
-            resp: web.StreamResponse = await handler(request)
-        except S3Error as s3err:
-            resp = error_response(s3err, request, request_id)
-        except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body too large
-            resp = error_response(_from_http(exc), request, request_id)
-        except (asyncio.CancelledError, ConnectionResetError):
-            status = 499  # the client went away
-            raise
-        except Exception as exc:  # the one place that turns any failure into an S3 error
-            translated = translate(exc)
-            if translated is None:
-                log.exception("internal error", request_id=request_id)
-                translated = S3Error("InternalError")
-            resp = error_response(translated, request, request_id)
-        status = resp.status
-        if not resp.prepared:
-            resp.headers["x-amz-request-id"] = request_id
-            resp.headers.setdefault("Server", "s3dedup")
-        return resp
-    finally:
-        log.info(
-            "request",
-            request_id=request_id,
-            op=request.get(OPERATION),
-            method=request.method,
-            path=request.path,
-            status=status,
-            bytes_in=request.content_length,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+            try:
+                resp: web.StreamResponse = await handler(request)
+            except S3Error as s3err:
+                resp = error_response(s3err, request, request_id)
+            except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a body too large
+                resp = error_response(_from_http(exc), request, request_id)
+            except (asyncio.CancelledError, ConnectionResetError):
+                status = 499  # the client went away
+                raise
+            except Exception as exc:  # the one place that turns any failure into an S3 error
+                translated = translate(exc)
+                if translated is None:
+                    log.exception("internal error", request_id=request_id)
+                    translated = S3Error("InternalError")
+                resp = error_response(translated, request, request_id)
+            status = resp.status
+            if not resp.prepared:
+                resp.headers["x-amz-request-id"] = request_id
+                resp.headers.setdefault("Server", "s3dedup")
+            return resp
+        finally:
+            log.info(
+                "request",
+                request_id=request_id,
+                op=request.get(OPERATION),
+                method=request.method,
+                path=request.path,
+                status=status,
+                bytes_in=request.content_length,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    return s3_middleware
 
 
 async def s3_handler(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,155 @@
+"""The gateway's chunk store in cluster mode: chunks replicated on storage nodes.
+
+:class:`ClusterChunkStore` implements :class:`~dedup.store.ChunkStore` over the nodes of a
+:class:`~gateway.cluster.membership.Membership`:
+
+* ``put`` writes to the first R writable nodes in the chunk's rendezvous order, concurrently;
+  a node that fails is replaced by the next one in that order. It returns when R copies are
+  durable, and raises :class:`~gateway.cluster.placement.InsufficientNodes` (S3: 503 SlowDown)
+  when fewer than R nodes can take the chunk: never a silent under-replication.
+* ``get`` tries every up node in rendezvous order (the chunk may have been placed under an
+  earlier membership), moving on after an error, a timeout, a miss or a damaged copy.
+* ``delete`` deletes on every up node; ``has``, ``list_ids`` and ``usage`` aggregate them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import aiohttp
+import structlog
+
+from dedup.store import CHUNK_ID_SIZE, ChunkCorrupt, ChunkNotFound, StoreUsage
+from gateway.cluster.client import NodeError
+from gateway.cluster.membership import Member, Membership
+from gateway.cluster.placement import InsufficientNodes, rank
+
+__all__ = ["ClusterChunkStore", "NodesUnavailable"]
+
+log = structlog.get_logger("s3dedup.cluster")
+
+T = TypeVar("T")
+
+# What a node failing looks like from here (a damaged or missing copy is not a failure of the
+# node: it is handled on its own).
+_NODE_FAILURES = (aiohttp.ClientError, TimeoutError, OSError, NodeError)
+
+
+class NodesUnavailable(InsufficientNodes):
+    """No up node answered for a chunk (all failed, none said "missing"): S3 503 too."""
+
+
+def _check_id(chunk_id: bytes) -> None:
+    if not isinstance(chunk_id, bytes) or len(chunk_id) != CHUNK_ID_SIZE:
+        raise ValueError(f"a chunk id is exactly {CHUNK_ID_SIZE} bytes, got {chunk_id!r}")
+
+
+class ClusterChunkStore:
+    def __init__(self, membership: Membership, replicas: int) -> None:
+        if replicas < 1:
+            raise ValueError("replicas must be >= 1")
+        self.membership = membership
+        self.replicas = replicas
+
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+        _check_id(chunk_id)
+        order = rank(self.membership.writable(), chunk_id)
+        if len(order) < self.replicas:
+            raise InsufficientNodes(
+                f"{len(order)} nodes can take chunks; {self.replicas} replicas needed"
+            )
+        candidates = iter(order)
+        failures: list[str] = []
+
+        async def replica() -> None:
+            # one replica: the next candidate in rendezvous order, until one takes it
+            for member in candidates:
+                try:
+                    await member.client.put(chunk_id, data)
+                    return
+                except _NODE_FAILURES as exc:
+                    failures.append(f"{member.id}: {exc!r}")
+                    log.warning("chunk write failed; next node", node=member.id, error=repr(exc))
+            raise InsufficientNodes(
+                f"chunk {chunk_id.hex()}: fewer than {self.replicas} nodes took it"
+                f" ({'; '.join(failures)})"
+            )
+
+        outcomes = await asyncio.gather(
+            *(replica() for _ in range(self.replicas)), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # ChunkCorrupt (bad data) or InsufficientNodes
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
+        outcomes = await asyncio.gather(
+            *(self.put(chunk_id, data) for chunk_id, data in items), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def get(self, chunk_id: bytes) -> bytes:
+        _check_id(chunk_id)
+        corrupt = failed = 0
+        for member in rank(self.membership.up(), chunk_id):
+            try:
+                return await member.client.get(chunk_id)
+            except ChunkNotFound:
+                continue
+            except ChunkCorrupt:
+                corrupt += 1
+                log.warning("damaged copy; next node", node=member.id, chunk=chunk_id.hex())
+            except _NODE_FAILURES as exc:
+                failed += 1
+                log.warning("chunk read failed; next node", node=member.id, error=repr(exc))
+        if failed:
+            raise NodesUnavailable(f"chunk {chunk_id.hex()}: no up node could serve it")
+        if corrupt:
+            raise ChunkCorrupt(f"chunk {chunk_id.hex()}: every copy found is damaged")
+        raise ChunkNotFound(chunk_id.hex())
+
+    async def has(self, chunk_id: bytes) -> bool:
+        _check_id(chunk_id)
+        answers = await self._each(lambda m: m.client.has(chunk_id))
+        return any(answers)
+
+    async def delete(self, chunk_id: bytes) -> bool:
+        """Delete on every up node (a node down now keeps its copy until repair or scrub, in
+        the next step, removes it). Raises after trying all when an up node failed."""
+        _check_id(chunk_id)
+        answers = await self._each(lambda m: m.client.delete(chunk_id))
+        return any(answers)
+
+    async def list_ids(self, after: bytes | None = None, limit: int = 1000) -> list[bytes]:
+        """The union of the up nodes' ids: each node's first ``limit`` ids after ``after``
+        contain the union's first ``limit``. An up node that fails makes this raise (a partial
+        listing would make fsck report chunks missing)."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        pages = await self._each(lambda m: m.client.list_ids(after, limit))
+        merged: set[bytes] = set().union(*pages)
+        return sorted(merged)[:limit]
+
+    async def usage(self) -> StoreUsage:
+        """Raw usage summed over the up nodes (every replica counts), from their heartbeats."""
+        up = self.membership.up()
+        return StoreUsage(count=sum(m.count for m in up), bytes=sum(m.used for m in up))
+
+    async def close(self) -> None:
+        await self.membership.close()
+
+    async def _each(self, fn: Callable[[Member], Awaitable[T]]) -> list[T]:
+        """``fn`` on every up node concurrently; the first failure is raised after all end."""
+        members = self.membership.up()
+        outcomes = await asyncio.gather(*(fn(m) for m in members), return_exceptions=True)
+        out: list[T] = []
+        for member, outcome in zip(members, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("node request failed", node=member.id, error=repr(outcome))
+                raise outcome
+            out.append(outcome)
+        return out

@@ -1,0 +1,267 @@
+"""Cluster mode (`s3dedup gateway` + `s3dedup node`): membership, placement, replication.
+
+The end-to-end test runs real processes on loopback ports: one gateway, three nodes, R=2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from dedup.index import Index
+from gateway import admin_client
+from gateway.cluster.membership import Membership
+from gateway.cluster.placement import InsufficientNodes, choose, rank
+from storage_node.protocol import HEARTBEAT_PATH, SECRET_HEADER
+from tests.conftest import ACCESS_KEY, SECRET_KEY, free_port, make_client, server_env
+from tests.test_storage_node import NodeProcess
+
+SECRET = "cluster-test-secret"
+
+
+# -- placement ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _N:
+    id: str
+    weight: int
+
+
+def test_rendezvous_is_deterministic_weighted_and_stable() -> None:
+    rng = random.Random(7)
+    nodes = [_N("a" * 32, 100), _N("b" * 32, 100), _N("c" * 32, 200)]
+    ids = [rng.randbytes(32) for _ in range(6000)]
+    firsts = collections.Counter(rank(nodes, i)[0].id for i in ids)
+    # weight 200 is first about twice as often as a weight-100 node (expected 3000 / 1500)
+    assert 2700 < firsts["c" * 32] < 3300
+    assert all(rank(nodes, i) == rank(list(reversed(nodes)), i) for i in ids[:100])
+    # adding a node only moves chunks onto the new node
+    more = [*nodes, _N("d" * 32, 100)]
+    for i in ids[:1000]:
+        before, after = choose(nodes, i, 2), choose(more, i, 2)
+        assert [n for n in after if n.id != "d" * 32] == [n for n in before if n in after]
+    with pytest.raises(InsufficientNodes):
+        choose(nodes[:1], ids[0], 2)
+
+
+# -- membership (in process) ----------------------------------------------------------------
+
+
+async def test_membership_writes_only_on_change(tmp_path: Path) -> None:
+    index = Index(tmp_path / "index")
+    membership = Membership(SECRET, node_timeout=0.2)
+    try:
+        await membership.start(index)
+        for used in range(5):
+            await membership.heartbeat("1" * 32, "http://127.0.0.1:1", 1000, used, used)
+        assert membership.writes == 1  # joined; heartbeats alone write nothing
+        assert [m.used for m in membership.up()] == [4]
+        await asyncio.sleep(0.3)
+        await membership.check()
+        assert membership.up() == [] and membership.writes == 2  # marked down
+        await membership.heartbeat("1" * 32, "http://127.0.0.1:2", 1000, 0, 0)
+        assert membership.writes == 3  # up again, at a new url
+        await membership.heartbeat("1" * 32, "http://127.0.0.1:2", 1000, 0, 0)
+        assert membership.writes == 3
+    finally:
+        await membership.close()
+    again = Membership(SECRET)
+    try:
+        await again.start(index)  # the table survives a restart
+        assert [(m.id, m.url) for m in again.up()] == [("1" * 32, "http://127.0.0.1:2")]
+    finally:
+        await again.close()
+        index.close()
+
+
+# -- end to end: real processes -------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    data: Path
+    log: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, replicas: int, timeout: float = 30) -> Gateway:
+        cmd = [
+            sys.executable, "-m", "gateway.cli", "gateway", "--data", str(self.data),
+            "--listen", f"127.0.0.1:{self.port}", "--cluster-secret", SECRET,
+            "--replicas", str(replicas), "--node-timeout", "1.5",
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env()
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.endpoint + "/_s3dedup/health", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("gateway did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        answer = asyncio.run(
+            admin_client.call(
+                "GET", self.endpoint, "/_s3dedup/cluster/nodes", ACCESS_KEY, SECRET_KEY
+            )
+        )
+        return {n["id"]: n for n in answer["nodes"]}
+
+    def wait_nodes(self, up: int, timeout: float = 20) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            nodes = self.nodes()
+            if sum(n["state"] == "up" for n in nodes.values()) == up:
+                return nodes
+            if time.monotonic() > deadline:
+                raise AssertionError(f"wanted {up} nodes up, gateway sees {nodes}")
+            time.sleep(0.1)
+
+    def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "admin", *args, "--endpoint", self.endpoint],
+            env=server_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+def _node_ids(node: NodeProcess) -> set[str]:
+    req = urllib.request.Request(
+        node.url + "/chunks?limit=10000", headers={SECRET_HEADER: node.secret}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return set(json.loads(resp.read())["ids"])
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Gateway, list[NodeProcess]]]:
+    gateway = Gateway(tmp_path / "gw", tmp_path / "gateway.log", free_port())
+    nodes: list[NodeProcess] = []
+    try:
+        gateway.start(replicas=2)
+        for n in range(3):
+            node = NodeProcess(
+                data=tmp_path / f"node{n}",
+                log=tmp_path / f"node{n}.log",
+                gateway=gateway.endpoint,
+                extra=("--heartbeat", "0.5"),
+            )
+            node.secret = SECRET
+            nodes.append(node.start())
+        yield gateway, nodes
+    finally:
+        for node in nodes:
+            if node.proc is not None:
+                node.stop()
+        gateway.stop()
+
+
+def test_heartbeat_needs_the_cluster_secret(cluster: tuple[Gateway, list[NodeProcess]]) -> None:
+    gateway, _ = cluster
+    body = json.dumps(
+        {"id": "f" * 32, "url": "http://127.0.0.1:1", "capacity": 1, "used": 0, "count": 0}
+    ).encode()
+    for headers, status in (({}, 401), ({SECRET_HEADER: "wrong"}, 403)):
+        req = urllib.request.Request(
+            gateway.endpoint + HEARTBEAT_PATH, data=body, headers=headers, method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)
+        assert err.value.code == status
+        err.value.close()
+    assert "f" * 32 not in gateway.nodes()
+
+
+def test_replicated_objects_survive_a_node_loss(
+    cluster: tuple[Gateway, list[NodeProcess]],
+) -> None:
+    gateway, nodes = cluster
+    seen = gateway.wait_nodes(3)
+    assert {n["url"] for n in seen.values()} == {n.url for n in nodes}
+
+    rng = random.Random(4)
+    s3 = make_client(gateway.endpoint)
+    s3.create_bucket(Bucket="bkt")
+    objects = {
+        "small": rng.randbytes(100),  # inline in the index
+        "one-chunk": rng.randbytes(50_000),
+        "multi-chunk": rng.randbytes(3 * 1024 * 1024),
+    }
+    for key, body in objects.items():
+        s3.put_object(Bucket="bkt", Key=key, Body=body)
+    parts = [rng.randbytes(5 * 1024 * 1024), rng.randbytes(1024 * 1024 + 7)]
+    upload = s3.create_multipart_upload(Bucket="bkt", Key="multipart")["UploadId"]
+    etags = [
+        s3.upload_part(Bucket="bkt", Key="multipart", UploadId=upload, PartNumber=n, Body=p)["ETag"]
+        for n, p in enumerate(parts, 1)
+    ]
+    s3.complete_multipart_upload(
+        Bucket="bkt",
+        Key="multipart",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n} for n, e in enumerate(etags, 1)]},
+    )
+    objects["multipart"] = b"".join(parts)
+
+    # every chunk is on exactly R=2 nodes, and the nodes hold only chunks the index knows
+    holders = collections.Counter(i for node in nodes for i in _node_ids(node))
+    assert holders and set(holders.values()) == {2}, holders
+    stats = json.loads(gateway.admin("stats", "--json").stdout)
+    assert stats["chunks"] == len(holders) > 10
+
+    nodes[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+    nodes[0].proc.wait()  # type: ignore[union-attr]
+    nodes[0].proc = None
+    # at once (the gateway still thinks it is up: reads fall back) and once it is marked down
+    for _ in range(2):
+        for key, body in objects.items():
+            assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
+        gateway.wait_nodes(2)
+
+    out = gateway.admin("fsck", "--json")
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0 and report["ok"], out.stdout + out.stderr
+
+    nodes[1].stop()
+    gateway.wait_nodes(1)
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="bkt", Key="new", Body=os.urandom(100_000))
+    assert err.value.response["Error"]["Code"] == "SlowDown"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="bkt", Key="new")  # nothing committed
+    s3.close()
