@@ -85,7 +85,7 @@ class Engine:
         *,
         inline_max: int = INLINE_MAX,
         hash_threads: int = 8,
-        inflight_bytes: int = 256 * 1024 * 1024,
+        inflight_bytes: int = 32 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.index = index
