@@ -145,6 +145,61 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+NODE_COLUMNS = ("id", "url", "state", "capacity", "used", "chunks")
+
+
+def _node_state(node: dict[str, Any]) -> str:
+    """up, down, or draining (an up node being drained)."""
+    state = str(node.get("state", "?"))
+    return "draining" if state == "up" and node.get("draining") else state
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    ak, sk = _client_creds(args)
+    try:
+        answer = asyncio.run(
+            admin_client.call("GET", args.endpoint, "/_s3dedup/cluster/nodes", ak, sk)
+        )
+    except AdminError as exc:
+        if "NoSuchBucket" in str(exc) or "HTTP 404" in str(exc):
+            raise CliError(f"{args.endpoint} is not a cluster gateway ({exc})", 1) from exc
+        raise
+    nodes = [
+        {
+            "id": n["id"],
+            "url": n["url"],
+            "state": _node_state(n),
+            "capacity": n["capacity"],
+            "used": n["used"],
+            "chunks": n["count"],
+            "seen_seconds_ago": n.get("seen_seconds_ago"),
+        }
+        for n in answer.get("nodes", [])
+    ]
+    if args.json:
+        print(json.dumps({"nodes": nodes}))
+        return 0
+    rows = [[c.upper() for c in NODE_COLUMNS]]
+    for n in nodes:
+        used = f"{_size(n['used'])} ({100 * n['used'] / max(n['capacity'], 1):.0f}%)"
+        rows.append([n["id"], n["url"], n["state"], _size(n["capacity"]), used, str(n["chunks"])])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(NODE_COLUMNS))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    up = sum(n["state"] == "up" for n in nodes)
+    print(f"{len(nodes)} nodes, {up} up")
+    return 0
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     ak, sk = _client_creds(args)
     query = {} if args.grace is None else {"grace": str(args.grace)}
@@ -296,6 +351,11 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--data", help="read credentials from this data directory")
     st.add_argument("--json", action="store_true")
     st.set_defaults(fn=cmd_stats)
+    nd = adm.add_parser("nodes", help="the storage nodes a cluster gateway knows")
+    nd.add_argument("--endpoint", required=True, help="URL of the cluster gateway")
+    nd.add_argument("--data", help="read credentials from this data directory")
+    nd.add_argument("--json", action="store_true")
+    nd.set_defaults(fn=cmd_nodes)
     gc = adm.add_parser("gc", help="garbage-collect unreferenced chunks now")
     gc.add_argument("--endpoint", required=True)
     gc.add_argument("--data", help="read credentials from this data directory")
