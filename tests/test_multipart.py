@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import http.client
 import uuid
 import zlib
@@ -19,9 +18,6 @@ from typing import Any
 import pytest
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from dedup.checksums import new_checksum
@@ -30,7 +26,8 @@ from dedup.records import ObjectRecord
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.multipart import build_object
 from gateway.s3.objectmeta import part_range
-from tests.conftest import ACCESS_KEY, REGION, SECRET_KEY, Server, make_server
+from tests.awschunked import aws_chunked, sign
+from tests.conftest import Server, make_server
 from tests.test_s3_objects import assert_error, chunk_boundaries, instrument, raw_request
 
 KiB = 1024
@@ -420,22 +417,6 @@ def test_complete_is_idempotent(s3: Any, bucket: str) -> None:
 # -- payload forms of UploadPart -----------------------------------------------------------
 
 
-class _FixedPayloadSigner(S3SigV4Auth):  # type: ignore[misc]
-    def __init__(self, content_sha256: str) -> None:
-        super().__init__(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION)
-        self._content_sha256 = content_sha256
-
-    def payload(self, request: AWSRequest) -> str:
-        return self._content_sha256
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
 def signed_chunked_put(server: Server, path: str, query: str, data: bytes) -> tuple[int, bytes]:
     """PUT with ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD``: every aws-chunked frame signed."""
     frame = 64 * KiB
@@ -447,29 +428,14 @@ def signed_chunked_put(server: Server, path: str, query: str, data: bytes) -> tu
         "Content-Length": str(length),
         "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
     }
-    req = AWSRequest(method="PUT", url=f"{server.endpoint}{path}?{query}", headers=headers)
-    _FixedPayloadSigner("STREAMING-AWS4-HMAC-SHA256-PAYLOAD").add_auth(req)
-    signed = dict(req.headers.items())
-    date = signed["X-Amz-Date"]
-    scope = f"{date[:8]}/{REGION}/s3/aws4_request"
-    key = _hmac(("AWS4" + SECRET_KEY).encode(), date[:8])
-    for part in (REGION, "s3", "aws4_request"):
-        key = _hmac(key, part)
-    previous = signed["Authorization"].rsplit("Signature=", 1)[1]
-    body = bytearray()
-    for p in pieces:
-        to_sign = "\n".join(
-            (
-                "AWS4-HMAC-SHA256-PAYLOAD",
-                date,
-                scope,
-                previous,
-                EMPTY_SHA256,
-                hashlib.sha256(p).hexdigest(),
-            )
-        )
-        previous = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        body += f"{len(p):x};chunk-signature={previous}\r\n".encode() + p + b"\r\n"
+    signed_req = sign(
+        "PUT",
+        f"{server.endpoint}{path}?{query}",
+        headers,
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+    )
+    signed = signed_req.headers
+    body = aws_chunked(data, frame, signed_req)
     assert len(body) == length
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:

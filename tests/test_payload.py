@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import io
 import os
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,19 +24,16 @@ import aiohttp
 import pytest
 from aiohttp import StreamReader, web
 from aiohttp.test_utils import make_mocked_request
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 
 from gateway.s3.auth import AuthResult, authenticate, derive_signing_key
 from gateway.s3.errors import S3Error
 from gateway.s3.payload import BLOCK_SIZE, open_payload, read_small_body
+from tests.awschunked import SignedRequest, aws_chunked, sign
 
 REGION = "us-east-1"
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 STREAMING = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
@@ -139,33 +135,6 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-class _FixedPayloadSigner(S3SigV4Auth):  # type: ignore[misc]
-    """botocore's header signer with a given x-amz-content-sha256 value."""
-
-    def __init__(self, content_sha256: str | None) -> None:
-        super().__init__(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION)
-        self._content_sha256 = content_sha256
-
-    def payload(self, request: AWSRequest) -> str:
-        if self._content_sha256 is None:
-            return str(super().payload(request))
-        return self._content_sha256
-
-
-@dataclass
-class SignedRequest:
-    url: str
-    headers: dict[str, str]
-    signing_key: bytes
-    seed: str
-    amz_date: str
-    scope: str
-
-
 def sign_request(
     url: str,
     *,
@@ -173,77 +142,16 @@ def sign_request(
     headers: dict[str, str] | None = None,
     body: bytes = b"",
 ) -> SignedRequest:
-    request = AWSRequest(method="PUT", url=url, headers=dict(headers or {}), data=body)
-    _FixedPayloadSigner(content_sha256).add_auth(request)
-    signed = dict(request.headers.items())
-    amz_date = signed["X-Amz-Date"]
-    scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
-    # The signing key, derived independently of the code under test.
-    key = _hmac(("AWS4" + SECRET_KEY).encode(), amz_date[:8])
-    for part in (REGION, "s3", "aws4_request"):
-        key = _hmac(key, part)
-    seed = signed["Authorization"].rsplit("Signature=", 1)[1]
-    return SignedRequest(url, signed, key, seed, amz_date, scope)
-
-
-def _chunks(data: bytes, size: int) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-
-
-def aws_chunked(
-    data: bytes,
-    chunk_size: int,
-    signed: SignedRequest | None,
-    trailers: list[tuple[str, str]] | None = None,
-    *,
-    sign_trailers: bool = False,
-) -> bytes:
-    """An aws-chunked body; chunk signatures if ``signed`` is given."""
-    out = bytearray()
-    previous = signed.seed if signed else ""
-
-    def chunk_signature(chunk: bytes) -> str:
-        nonlocal previous
-        assert signed is not None
-        string_to_sign = "\n".join(
-            (
-                "AWS4-HMAC-SHA256-PAYLOAD",
-                signed.amz_date,
-                signed.scope,
-                previous,
-                EMPTY_SHA256,
-                _sha(chunk),
-            )
-        )
-        previous = hmac.new(signed.signing_key, string_to_sign.encode(), "sha256").hexdigest()
-        return previous
-
-    for chunk in [*_chunks(data, chunk_size), b""]:
-        out += f"{len(chunk):x}".encode()
-        if signed:
-            out += f";chunk-signature={chunk_signature(chunk)}".encode()
-        out += b"\r\n"
-        if chunk:
-            out += chunk + b"\r\n"
-    for name, value in trailers or []:
-        out += f"{name}:{value}\r\n".encode()
-    if sign_trailers:
-        assert signed is not None
-        canonical = "".join(f"{n}:{v}\n" for n, v in sorted(trailers or []))
-        string_to_sign = "\n".join(
-            (
-                "AWS4-HMAC-SHA256-TRAILER",
-                signed.amz_date,
-                signed.scope,
-                previous,
-                _sha(canonical.encode()),
-            )
-        )
-        signature = hmac.new(signed.signing_key, string_to_sign.encode(), "sha256").hexdigest()
-        out += f"x-amz-trailer-signature:{signature}\r\n".encode()
-    out += b"\r\n"
-    return bytes(out)
+    return sign(
+        "PUT",
+        url,
+        headers or {},
+        content_sha256,
+        body=body,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        region=REGION,
+    )
 
 
 def crc32_b64(data: bytes) -> str:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import io
 import os
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,13 @@ import aiohttp
 import crc32c
 import pytest
 from awscrt import checksums as crt_checksums
-from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.conftest import ACCESS_KEY, REGION, SECRET_KEY, Server
+from tests.awschunked import SignedRequest as Signed
+from tests.awschunked import aws_chunked
+from tests.awschunked import sign as _sign
+from tests.conftest import Server
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 STREAMING = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
@@ -302,103 +302,10 @@ def test_delete_objects_with_crc32_instead_of_md5(s3: Any, bkt: str) -> None:
 # --------------------------------------------------------------------------- hand-built requests
 
 
-class _FixedPayloadSigner(S3SigV4Auth):  # type: ignore[misc]
-    def __init__(self, content_sha256: str) -> None:
-        super().__init__(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION)
-        self._content_sha256 = content_sha256
-
-    def payload(self, request: AWSRequest) -> str:
-        return self._content_sha256
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-@dataclass
-class Signed:
-    url: str
-    headers: dict[str, str]
-    signing_key: bytes
-    seed: str
-    amz_date: str
-    scope: str
-
-
 def sign(
     server: Server, method: str, path: str, headers: dict[str, str], content_sha256: str
 ) -> Signed:
-    """botocore signs the headers; the signing key for the chunk chain is derived here."""
-    url = server.endpoint + path
-    request = AWSRequest(method=method, url=url, headers=dict(headers))
-    _FixedPayloadSigner(content_sha256).add_auth(request)
-    signed = dict(request.headers.items())
-    amz_date = signed["X-Amz-Date"]
-    scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
-    key = _hmac(("AWS4" + SECRET_KEY).encode(), amz_date[:8])
-    for part in (REGION, "s3", "aws4_request"):
-        key = _hmac(key, part)
-    seed = signed["Authorization"].rsplit("Signature=", 1)[1]
-    return Signed(url, signed, key, seed, amz_date, scope)
-
-
-def _pieces(data: bytes, size: int) -> Iterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-
-
-def aws_chunked(
-    data: bytes,
-    chunk_size: int,
-    signed: Signed | None,
-    trailers: list[tuple[str, str]] | None = None,
-    *,
-    sign_trailers: bool = False,
-    corrupt_chunk: int | None = None,
-) -> bytes:
-    """The aws-chunked encoding of ``data`` (AWS "sigv4-streaming" docs): frames
-    ``hex-size;chunk-signature=sig\\r\\n data \\r\\n``, a final 0 frame, then trailers."""
-    out = bytearray()
-    previous = signed.seed if signed else ""
-    for n, chunk in enumerate([*_pieces(data, chunk_size), b""]):
-        out += f"{len(chunk):x}".encode()
-        if signed is not None:
-            string_to_sign = "\n".join(
-                (
-                    "AWS4-HMAC-SHA256-PAYLOAD",
-                    signed.amz_date,
-                    signed.scope,
-                    previous,
-                    EMPTY_SHA256,
-                    hashlib.sha256(chunk).hexdigest(),
-                )
-            )
-            previous = hmac.new(signed.signing_key, string_to_sign.encode(), "sha256").hexdigest()
-            sig = previous
-            if n == corrupt_chunk:
-                sig = ("0" if sig[0] != "0" else "1") + sig[1:]
-            out += f";chunk-signature={sig}".encode()
-        out += b"\r\n"
-        if chunk:
-            out += chunk + b"\r\n"
-    for name, value in trailers or []:
-        out += f"{name}:{value}\r\n".encode()
-    if sign_trailers:
-        assert signed is not None
-        canonical = "".join(f"{n}:{v}\n" for n, v in trailers or [])
-        string_to_sign = "\n".join(
-            (
-                "AWS4-HMAC-SHA256-TRAILER",
-                signed.amz_date,
-                signed.scope,
-                previous,
-                hashlib.sha256(canonical.encode()).hexdigest(),
-            )
-        )
-        sig = hmac.new(signed.signing_key, string_to_sign.encode(), "sha256").hexdigest()
-        out += f"x-amz-trailer-signature:{sig}\r\n".encode()
-    out += b"\r\n"
-    return bytes(out)
+    return _sign(method, server.endpoint + path, headers, content_sha256)
 
 
 async def _stream(body: bytes, piece: int = 100_003) -> AsyncIterator[bytes]:
