@@ -6,10 +6,12 @@ never shadow a bucket (a plain ``/health`` would be ListObjects on a bucket name
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from dedup.fsck import fsck
@@ -18,6 +20,8 @@ from gateway.s3.dispatch import CONFIG, CREDENTIALS, ENGINE
 from gateway.s3.errors import S3Error
 
 PREFIX = "/_s3dedup"
+
+log = structlog.get_logger("s3dedup.admin")
 
 
 def _authenticate(request: web.Request) -> None:
@@ -77,6 +81,42 @@ async def fsck_handler(request: web.Request) -> web.Response:
     return web.json_response(report.as_dict())
 
 
+async def repair_handler(request: web.Request) -> web.StreamResponse:
+    """Repair a cluster (see gateway/cluster/repair.py), streaming progress: one JSON object
+    per line, the last one ``{"result": {...}}`` (or ``{"error": "..."}``)."""
+    _authenticate(request)
+    from gateway.cluster.repair import repair
+    from gateway.cluster.store import ClusterChunkStore
+
+    engine = request.app[ENGINE]
+    if not isinstance(engine.store, ClusterChunkStore):
+        raise S3Error("InvalidRequest", "repair needs a cluster gateway (s3dedup gateway)")
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    gone = False
+
+    async def send(line: dict[str, Any]) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            await response.write(json.dumps(line).encode() + b"\n")
+        except (ConnectionError, RuntimeError):
+            gone = True  # the client left: the repair still runs to its end
+
+    try:
+        result = await repair(engine.index, engine.store, send)
+    except Exception as exc:  # the status line is sent: the error goes in the stream
+        log.exception("repair failed")
+        await send({"error": f"{type(exc).__name__}: {exc}"})
+    else:
+        await send({"result": result.as_dict()})
+    if not gone:
+        await response.write_eof()
+    return response
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -86,3 +126,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PREFIX + "/admin/stats", stats)
     app.router.add_post(PREFIX + "/admin/gc", gc)
     app.router.add_post(PREFIX + "/admin/fsck", fsck_handler)
+    app.router.add_post(PREFIX + "/admin/repair", repair_handler)

@@ -200,6 +200,77 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repair_line(line: dict[str, Any]) -> str:
+    if "result" in line:
+        r = line["result"]
+        return (
+            f"repair: done: {r['checked']} chunks checked,"
+            f" {r['under_replicated']} under-replicated,"
+            f" {r['repaired']} repaired, {r['copied']} copies ({_size(r['bytes'])}),"
+            f" {r['lost']} lost, {r['failed']} not repaired"
+        )
+    if line.get("phase") == "listing":
+        return f"repair: listing the chunks of {line['nodes']} up nodes"
+    if line.get("phase") == "listed":
+        return f"repair: {line['checked']} chunks checked, {line['total']} under-replicated"
+    if line.get("phase") == "copying":
+        return (
+            f"repair: {line['done']}/{line['total']} chunks, {line['copied']} copies"
+            f" ({_size(line['bytes'])}), {line['lost']} lost"
+        )
+    return "repair: " + json.dumps(line)
+
+
+async def _stream_repair(endpoint: str, ak: str, sk: str, as_json: bool) -> dict[str, Any]:
+    """POST the repair and print its progress lines as they arrive; the last line's dict."""
+    path = "/_s3dedup/admin/repair"
+    url = endpoint.rstrip("/") + path
+    if not url.startswith(("http://", "https://")):
+        raise AdminError(f"--endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    import aiohttp
+
+    headers = admin_client.sign("POST", url, ak, sk)
+    last: dict[str, Any] = {}
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=admin_client.TIMEOUT)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(url, headers=headers) as resp:
+                if resp.status != 200:
+                    body = await resp.read()
+                    raise AdminError(
+                        f"POST {endpoint}{path} failed: {admin_client._describe(resp.status, body)}"
+                    )
+                async for raw in resp.content:
+                    if not raw.strip():
+                        continue
+                    try:
+                        last = json.loads(raw)
+                    except ValueError as exc:
+                        raise AdminError(f"{endpoint} sent a bad progress line: {exc}") from exc
+                    print(json.dumps(last) if as_json else _repair_line(last), flush=True)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise AdminError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
+    return last
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    ak, sk = _client_creds(args)
+    try:
+        last = asyncio.run(_stream_repair(args.endpoint, ak, sk, args.json))
+    except AdminError as exc:
+        if "NoSuchBucket" in str(exc) or "HTTP 404" in str(exc):
+            raise CliError(f"{args.endpoint} is not a cluster gateway ({exc})", 1) from exc
+        raise
+    if "error" in last:
+        raise CliError(f"repair failed: {last['error']}", 1)
+    if "result" not in last:
+        raise CliError("the gateway ended the repair stream without a result", 1)
+    # non-zero while any chunk is still under-replicated: lost, or not copied yet (too few
+    # writable nodes) — an operator must not read success into a cluster still at risk
+    result = last["result"]
+    return 0 if result["lost"] == 0 and result["failed"] == 0 else 1
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     ak, sk = _client_creds(args)
     query = {} if args.grace is None else {"grace": str(args.grace)}
@@ -356,6 +427,11 @@ def parser() -> argparse.ArgumentParser:
     nd.add_argument("--data", help="read credentials from this data directory")
     nd.add_argument("--json", action="store_true")
     nd.set_defaults(fn=cmd_nodes)
+    rp = adm.add_parser("repair", help="re-replicate chunks with fewer than R live copies")
+    rp.add_argument("--endpoint", required=True, help="URL of the cluster gateway")
+    rp.add_argument("--data", help="read credentials from this data directory")
+    rp.add_argument("--json", action="store_true", help="print the progress lines as JSON")
+    rp.set_defaults(fn=cmd_repair)
     gc = adm.add_parser("gc", help="garbage-collect unreferenced chunks now")
     gc.add_argument("--endpoint", required=True)
     gc.add_argument("--data", help="read credentials from this data directory")

@@ -265,3 +265,51 @@ def test_replicated_objects_survive_a_node_loss(
     with pytest.raises(ClientError):
         s3.head_object(Bucket="bkt", Key="new")  # nothing committed
     s3.close()
+
+
+def test_repair_restores_two_live_copies_after_a_node_loss(
+    cluster: tuple[Gateway, list[NodeProcess]],
+) -> None:
+    gateway, nodes = cluster
+    gateway.wait_nodes(3)
+    rng = random.Random(11)
+    s3 = make_client(gateway.endpoint)
+    s3.create_bucket(Bucket="bkt")
+    shared = rng.randbytes(300_000)
+    objects = {
+        "small": rng.randbytes(100),  # inline in the index
+        "one-chunk": rng.randbytes(40_000),
+        "multi-chunk": rng.randbytes(2 * 1024 * 1024),
+        "dedup-a": shared + rng.randbytes(200_000),
+        "dedup-b": shared + rng.randbytes(200_000),  # shares chunks with dedup-a
+    }
+    for key, body in objects.items():
+        s3.put_object(Bucket="bkt", Key=key, Body=body)
+    indexed = {i for node in nodes for i in _node_ids(node)}
+    assert json.loads(gateway.admin("stats", "--json").stdout)["chunks"] == len(indexed) > 5
+
+    nodes[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+    nodes[0].proc.wait()  # type: ignore[union-attr]
+    nodes[0].proc = None
+    gateway.wait_nodes(2)
+    live = nodes[1:]
+    assert any(not indexed <= _node_ids(n) for n in live)  # some chunks are down to one copy
+
+    out = gateway.admin("repair")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("repair: ") for line in lines), out.stdout
+    assert "0 lost" in lines[-1], lines[-1]
+
+    # every chunk of the index is on both live nodes (R=2 of 2), and nothing else is
+    assert all(_node_ids(n) == indexed for n in live)
+    for key, body in objects.items():
+        assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
+    out = gateway.admin("fsck", "--json")
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0 and report["ok"], out.stdout + out.stderr
+
+    again = gateway.admin("repair", "--json")  # nothing left to do
+    result = json.loads(again.stdout.strip().splitlines()[-1])["result"]
+    assert again.returncode == 0 and result["under_replicated"] == 0 and result["copied"] == 0
+    s3.close()
