@@ -527,6 +527,25 @@ def authenticate(
     return AuthResult(access_key=None, content_sha256=content_sha256 or UNSIGNED_PAYLOAD)
 
 
+def _check_request_time(
+    raw: str | None, parsed: datetime | None, now: datetime
+) -> tuple[str, datetime]:
+    """The header-auth request time (SigV4 and SigV2): present, parseable and within
+    MAX_SKEW of ``now``."""
+    if raw is None or parsed is None:
+        raise S3Error(
+            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
+        )
+    if abs(parsed - now) > MAX_SKEW:
+        raise S3Error(
+            "RequestTimeTooSkewed",
+            RequestTime=raw,
+            ServerTime=_format_iso(now),
+            MaxAllowedTimeSkewMilliseconds=MAX_SKEW_MS,
+        )
+    return raw, parsed
+
+
 def _authenticate_header(
     method: str,
     raw_path: str,
@@ -571,18 +590,7 @@ def _authenticate_header(
         raw_date = _header(headers, "Date")
         request_time = _parse_http_date(raw_date) if raw_date is not None else None
         amz_date = request_time.strftime(_AMZ_DATE_FORMAT) if request_time else ""
-    if raw_date is None or request_time is None:
-        raise S3Error(
-            "AccessDenied",
-            "AWS authentication requires a valid Date or x-amz-date header",
-        )
-    if abs(request_time - now) > MAX_SKEW:
-        raise S3Error(
-            "RequestTimeTooSkewed",
-            RequestTime=raw_date,
-            ServerTime=_format_iso(now),
-            MaxAllowedTimeSkewMilliseconds=MAX_SKEW_MS,
-        )
+    raw_date, request_time = _check_request_time(raw_date, request_time, now)
     if cred.date != amz_date[:8]:
         raise S3Error(
             error,
@@ -877,18 +885,7 @@ def _authenticate_v2_header(
     else:
         raw_time = raw_date
         request_time = _parse_http_date(raw_date) if raw_date is not None else None
-    if raw_time is None or request_time is None:
-        raise S3Error(
-            "AccessDenied",
-            "AWS authentication requires a valid Date or x-amz-date header",
-        )
-    if abs(request_time - now) > MAX_SKEW:
-        raise S3Error(
-            "RequestTimeTooSkewed",
-            RequestTime=raw_time,
-            ServerTime=_format_iso(now),
-            MaxAllowedTimeSkewMilliseconds=MAX_SKEW_MS,
-        )
+    raw_time, request_time = _check_request_time(raw_time, request_time, now)
     # With x-amz-date the Date position is empty (x-amz-date is signed among the x-amz-*
     # headers); some signers (botocore) put the Date header there all the same.
     if raw_amz_date is None:
