@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dedup import refcount
@@ -22,6 +22,7 @@ from dedup.index import (
     with_full_key,
 )
 from dedup.records import BucketRecord, ObjectRecord
+from dedup.store import Placement
 
 # A precondition callback sees the current object (or None) and raises to refuse the write.
 Precondition = Callable[[ObjectRecord | None], None]
@@ -112,7 +113,7 @@ def commit_object(
     key: str,
     rec: ObjectRecord,
     token: bytes,
-    stored: list[bytes],
+    stored: Mapping[bytes, Placement],
     check: Precondition | None,
     now_ms: int,
 ) -> None:

@@ -99,6 +99,9 @@ class Engine:
         self.read_pool = ThreadPoolExecutor(4, thread_name_prefix="index-read")
         self._clock = clock
         self._gc_lock = asyncio.Lock()
+        # Held by a GC round and by every batch of replica moves (cluster repair, rebalance,
+        # drain, reconcile): a chunk is never copied or dropped while GC may be deleting it.
+        self.moves = asyncio.Lock()
         self._gc_round = asyncio.Event()
 
     @property
@@ -215,7 +218,7 @@ class Engine:
     async def collect_garbage(self, grace_s: float, batch: int = 2048) -> GcResult:
         """Rule 3: delete chunks whose count has been zero for longer than ``grace_s``."""
         result = GcResult()
-        async with self._gc_lock:
+        async with self.moves, self._gc_lock:
             self._gc_round = asyncio.Event()
             try:
                 cutoff = -1 if math.isinf(grace_s) else self.now_ms() - int(grace_s * 1000)

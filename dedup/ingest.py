@@ -22,6 +22,7 @@ import blake3
 from dedup import refcount
 from dedup.checksums import new_checksum
 from dedup.chunker import StreamChunker
+from dedup.store import Placement
 
 if TYPE_CHECKING:
     from dedup.engine import Engine
@@ -34,14 +35,15 @@ class IngestResult:
     checksums: dict[str, bytes]  # algorithm -> raw digest
     chunks: list[tuple[bytes, int]]
     inline: bytes | None
-    stored: list[bytes]  # chunks this request made durable (to be marked STORED on commit)
+    # chunks this request made durable, with where (marked STORED, placement recorded, on commit)
+    stored: dict[bytes, Placement]
     token: bytes
 
 
 @dataclass
 class _Pending:
     chunks: list[tuple[bytes, int]] = field(default_factory=list)
-    stored: list[bytes] = field(default_factory=list)
+    stored: dict[bytes, Placement] = field(default_factory=dict)
 
 
 class Ingest:
@@ -223,8 +225,7 @@ class Ingest:
 
     async def _send(self, h: bytes, data: bytes) -> None:
         try:
-            await self.engine.store.put(h, data)
-            self._out.stored.append(h)
+            self._out.stored[h] = await self.engine.store.put(h, data)
         finally:
             self._send_slots.release()
             self.engine.write_budget.release(len(data))

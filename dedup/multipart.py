@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -29,6 +29,7 @@ from dedup.index import (
     with_full_key,
 )
 from dedup.records import ObjectRecord, _Reader, _Writer
+from dedup.store import Placement
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PARTS = 10_000
@@ -185,7 +186,7 @@ def commit_part(
     number: int,
     part: PartRecord,
     token: bytes,
-    stored: list[bytes],
+    stored: Mapping[bytes, Placement],
     now_ms: int,
 ) -> None:
     """The part takes over the request's pins; a part uploaded before under the same number

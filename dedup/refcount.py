@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -58,13 +58,44 @@ def pin(txn: Txn, token: bytes, chunks: list[tuple[bytes, int]]) -> PinResult:
     return result
 
 
-def mark_stored(txn: Txn, ids: Iterable[bytes]) -> None:
-    """The writer has made these chunks durable in the store."""
-    for h in ids:
+def mark_stored(txn: Txn, stored: Mapping[bytes, tuple[int, ...]]) -> None:
+    """The writer has made these chunks durable in the store, on these nodes (recorded; a
+    chunk another writer stored first keeps that writer's placement)."""
+    for h, replicas in stored.items():
         rec = txn.chunk(h)
         if rec is not None and rec.state is ChunkState.PENDING:
             rec.state = ChunkState.STORED
+            rec.replicas = replicas
             txn.put_chunk(h, rec)
+
+
+def move_replicas(txn: Txn, h: bytes, add: Iterable[int], remove: Iterable[int]) -> bool:
+    """A STORED chunk's copies changed (cluster repair, rebalance, drain): record it. False
+    (and nothing changed) when the chunk is no longer STORED."""
+    rec = txn.chunk(h)
+    if rec is None or rec.state is not ChunkState.STORED:
+        return False
+    gone = set(remove)
+    kept = [n for n in rec.replicas if n not in gone]
+    rec.replicas = tuple(kept + [n for n in dict.fromkeys(add) if n not in kept and n not in gone])
+    txn.put_chunk(h, rec)
+    return True
+
+
+def mark_orphans(txn: Txn, ids: Iterable[bytes], node: int) -> list[bytes]:
+    """Copies on ``node`` of chunks the index does not know: give each an entry marked
+    DELETING (queued for GC, placed on ``node``), so that a writer storing the same chunk
+    meanwhile waits for the deletion (rule 3) and GC finishes it after a crash. Returns the
+    ids marked; ids the index knows are left alone."""
+    marked: list[bytes] = []
+    for h in ids:
+        if txn.get("chunks", h) is not None:
+            continue
+        txn.put_chunk(h, ChunkRecord(0, 0, ChunkState.DELETING, replicas=(node,)))
+        txn.gcq_add(h)
+        txn.stat_add("chunks", 1)
+        marked.append(h)
+    return marked
 
 
 def pinned(txn: Txn, token: bytes) -> Counter[bytes]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Self, TypeVar, TypeVarTuple
+from typing import Any, Protocol, Self, TypeVar, TypeVarTuple
 
 import blake3
 
@@ -34,6 +34,7 @@ __all__ = [
     "ChunkStore",
     "DirectoryChunkStore",
     "MemoryChunkStore",
+    "Placement",
     "StoreUsage",
     "chunk_id_of",
 ]
@@ -57,6 +58,11 @@ class ChunkCorrupt(Exception):
     """A chunk body does not hash to its name (on put: refused; on get: damaged on disk)."""
 
 
+# Where a put left a chunk: the numbers of the storage nodes now holding it (recorded in the
+# chunk's index entry), or () for a store that is not replicated across nodes.
+Placement = tuple[int, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class StoreUsage:
     count: int
@@ -69,8 +75,9 @@ class ChunkStore(Protocol):
     ``data`` passed to :meth:`put`/:meth:`put_many` must not be modified until the call returns.
     """
 
-    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
-        """Store ``data`` under ``chunk_id``; durable when this returns.
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
+        """Store ``data`` under ``chunk_id``; durable when this returns. Returns where it is
+        (see :data:`Placement`).
 
         Idempotent: a chunk already held is a cheap success. Raises :class:`ChunkCorrupt` (and
         stores nothing) when ``blake3(data) != chunk_id``.
@@ -127,7 +134,7 @@ def _verify(chunk_id: bytes, data: bytes | memoryview) -> None:
         raise ChunkCorrupt(f"data does not hash to chunk id {chunk_id.hex()}")
 
 
-async def _gather_all(aws: Sequence[asyncio.Future[None]]) -> None:
+async def _gather_all(aws: Sequence[asyncio.Future[Any]]) -> None:
     """Wait for every awaitable; then raise the first failure, if any."""
     results = await asyncio.gather(*aws, return_exceptions=True)
     for result in results:
@@ -230,7 +237,7 @@ class DirectoryChunkStore:
 
     # -- public API ---------------------------------------------------------------------------
 
-    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
         _check_id(chunk_id)
         await self._ready()
         verified = False
@@ -245,13 +252,14 @@ class DirectoryChunkStore:
                 await asyncio.shield(pending)
             except ChunkCorrupt:
                 continue  # the other put's data was bad; ours is good, so write it ourselves
-            return
+            return ()
         self._check_open()
         loop = asyncio.get_running_loop()
         job = loop.run_in_executor(self._write_pool, self._put_sync, chunk_id, data, verified)
         self._inflight[chunk_id] = job
         job.add_done_callback(functools.partial(self._put_done, chunk_id))
         await asyncio.shield(job)
+        return ()
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         for chunk_id, _ in items:
@@ -473,13 +481,14 @@ class MemoryChunkStore:
         self._chunks: dict[bytes, bytes] = {}
         self._closed = False
 
-    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
         _check_id(chunk_id)
         self._check_open()
         body = bytes(data)
         await asyncio.to_thread(_verify, chunk_id, body)
         self._check_open()
         self._chunks.setdefault(chunk_id, body)
+        return ()
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         for chunk_id, _ in items:

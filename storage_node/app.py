@@ -5,10 +5,12 @@ Routes (every one needs the cluster secret; see ``docs/design.md``, "Storage nod
 * ``PUT/GET/HEAD/DELETE /chunks/{64 hex}``: one chunk;
 * ``POST /batch/put``, ``/batch/get``, ``/batch/delete``: many chunks in one request;
 * ``GET /chunks?after=HEX&limit=N``: sorted, paginated listing of the ids held;
-* ``GET /status``: id, capacity, usage, chunk count, requests in flight.
+* ``POST /scrub?after=HEX&limit=N&rate=R``: re-hash a page of chunks, quarantine damaged ones;
+* ``GET /status``: id, capacity, usage, chunk count, requests in flight, scrub counters.
 
 The node keeps in ``DIR``: ``node-id`` (generated once), ``summary.json`` (see
-:mod:`storage_node.summary`), ``lock`` (one process per directory) and ``store/`` (chunks).
+:mod:`storage_node.summary`), ``lock`` (one process per directory), ``store/`` (chunks) and
+``quarantine/`` (damaged chunk files moved aside by a scrub).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from dedup.store import ChunkCorrupt, ChunkNotFound, DirectoryChunkStore
+from dedup.store import ChunkCorrupt, ChunkNotFound, DirectoryChunkStore, chunk_id_of
 from storage_node import summary as summary_mod
 from storage_node.protocol import (
     CORRUPT,
@@ -43,6 +45,7 @@ from storage_node.protocol import (
     MAX_BATCH_IDS,
     MAX_CHUNK_SIZE,
     MAX_LIST_LIMIT,
+    MAX_SCRUB_LIMIT,
     MISSING,
     SECRET_HEADER,
     frame_header,
@@ -52,8 +55,10 @@ from storage_node.protocol import (
 log = structlog.get_logger("storage_node")
 
 NODE_ID_FILE = "node-id"
+QUARANTINE_DIR = "quarantine"
 _NODE_ID = re.compile(r"[0-9a-f]{32}")
 _AFTER = re.compile(r"(?:[0-9a-f]{2}){0,32}")
+_DECIMAL = re.compile(r"[0-9]{1,18}")
 # Bytes of /batch/put frames being written at once, and chunks read ahead by /batch/get.
 _PUT_WINDOW_BYTES = 64 * 1024 * 1024
 _GET_READ_AHEAD = 16
@@ -79,6 +84,17 @@ class NodeConfig:
             return self.advertise.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubReport:
+    """What one scrub request did: chunks re-hashed, bytes read, ids quarantined, and the
+    last id examined when more may follow (None: the end of the listing was reached)."""
+
+    checked: int
+    read: int
+    corrupt: list[bytes]
+    next: bytes | None
 
 
 class NodeDirBusy(Exception):
@@ -152,6 +168,48 @@ def _file_size(path: Path) -> int | None:
         return None
 
 
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _scrub_file(path: str, chunk_id: bytes, quarantine: str) -> tuple[int, bool] | None:
+    """Re-hash one chunk file (blocking: call it in a thread); a damaged one (wrong hash, or
+    unreadable) is moved to ``quarantine/<hex>``. ``(size, damaged)``, or None if the file is
+    gone."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            try:
+                data = f.readall()
+            except OSError as exc:
+                log.warning("chunk file unreadable", chunk=chunk_id.hex(), error=str(exc))
+                damaged = True
+            else:
+                size = len(data)
+                damaged = chunk_id_of(data) != chunk_id
+    except FileNotFoundError:
+        return None
+    if not damaged:
+        return size, False
+    try:
+        os.mkdir(quarantine, 0o755)
+    except FileExistsError:
+        pass
+    else:
+        _fsync_dir(os.path.dirname(quarantine))
+    try:
+        os.rename(path, os.path.join(quarantine, chunk_id.hex()))
+    except FileNotFoundError:
+        return None
+    _fsync_dir(os.path.dirname(path))
+    _fsync_dir(quarantine)
+    return size, True
+
+
 class Node:
     """A node's state: its store, id, usage summary and request counters."""
 
@@ -167,6 +225,8 @@ class Node:
         self._locks = _KeyedLocks()
         self._lock_fd: int | None = None
         self._reconcile: asyncio.Task[None] | None = None
+        # Since start: chunks re-hashed by scrubs, bytes read, chunks found damaged.
+        self.scrubbed: Counter[str] = Counter(checked=0, bytes=0, corrupt=0)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -264,6 +324,59 @@ class Node:
                 summary.add(-1, -(size or 0))
             return deleted
 
+    async def scrub(self, after: bytes | None, limit: int, rate: int) -> ScrubReport:
+        """Re-hash up to ``limit`` chunks with ids above ``after``, in id order, reading at
+        most ``rate`` bytes per second (0: as fast as possible); quarantine damaged ones."""
+        store, _ = self._parts()
+        ids = await store.list_ids(after=after, limit=limit)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        checked = read = 0
+        corrupt: list[bytes] = []
+        for chunk_id in ids:
+            outcome = await self._scrub_one(chunk_id)
+            if outcome is None:
+                continue  # deleted since the listing
+            size, damaged = outcome
+            checked += 1
+            read += size
+            if damaged:
+                corrupt.append(chunk_id)
+            if rate:
+                delay = started + read / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        return ScrubReport(checked, read, corrupt, ids[-1] if len(ids) == limit else None)
+
+    async def _scrub_one(self, chunk_id: bytes) -> tuple[int, bool] | None:
+        store, summary = self._parts()
+        path = str(store.path_of(chunk_id))
+        quarantine = str(self.config.data / QUARANTINE_DIR)
+
+        def account(job: asyncio.Future[tuple[int, bool] | None]) -> None:
+            # A done callback: it runs even if the scrub is cancelled while the thread works.
+            if job.cancelled() or job.exception() is not None:
+                return
+            outcome = job.result()
+            if outcome is None:
+                return
+            size, damaged = outcome
+            self.scrubbed.update(checked=1, bytes=size, corrupt=int(damaged))
+            if damaged:
+                summary.add(-1, -size)
+                log.warning("damaged chunk quarantined", chunk=chunk_id.hex(), size=size)
+
+        # The per-id lock: a put or delete of this id waits until the check is over.
+        async with self._locks.hold(chunk_id):
+            job = asyncio.ensure_future(asyncio.to_thread(_scrub_file, path, chunk_id, quarantine))
+            job.add_done_callback(account)
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # The thread cannot be stopped: keep the id locked until it is done.
+                await asyncio.wait([job])
+                raise
+
     def status(self) -> dict[str, Any]:
         _, summary = self._parts()
         return {
@@ -276,6 +389,7 @@ class Node:
             "requests": dict(self.requests),
             "summary": self.summary_source,
             "summary_trusted": summary.trusted,
+            "scrub": dict(self.scrubbed),
         }
 
     def heartbeat_body(self) -> dict[str, Any]:
@@ -385,6 +499,37 @@ async def list_chunks(request: web.Request) -> web.Response:
     after = bytes.fromhex(after_hex) if after_hex else None
     ids = await _store(request).list_ids(after=after, limit=limit)
     return web.json_response({"ids": [i.hex() for i in ids]})
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if _DECIMAL.fullmatch(text) is None:
+        raise web.HTTPBadRequest(text=f"{name} must be a non-negative decimal integer\n")
+    return int(text)
+
+
+async def scrub(request: web.Request) -> web.Response:
+    after_hex = request.query.get("after")
+    after = None
+    if after_hex is not None:
+        after = parse_hex_id(after_hex)
+        if after is None:
+            raise web.HTTPBadRequest(text="after is a chunk id: 64 lowercase hex digits\n")
+    limit = _int_param(request, "limit", 1000)
+    if not 1 <= limit <= MAX_SCRUB_LIMIT:
+        raise web.HTTPBadRequest(text=f"limit must be within 1..{MAX_SCRUB_LIMIT}\n")
+    rate = _int_param(request, "rate", 0)
+    report = await request.app[NODE].scrub(after, limit, rate)
+    return web.json_response(
+        {
+            "checked": report.checked,
+            "bytes": report.read,
+            "corrupt": [i.hex() for i in report.corrupt],
+            "next": report.next.hex() if report.next is not None else None,
+        }
+    )
 
 
 async def status(request: web.Request) -> web.Response:
@@ -562,4 +707,5 @@ def create_app(config: NodeConfig) -> web.Application:
     r.add_post("/batch/put", batch_put, name="batch_put")
     r.add_post("/batch/get", batch_get, name="batch_get")
     r.add_post("/batch/delete", batch_delete, name="batch_delete")
+    r.add_post("/scrub", scrub, name="scrub")
     return app

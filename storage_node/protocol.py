@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BATCH_IDS",
     "MAX_CHUNK_SIZE",
     "MAX_LIST_LIMIT",
+    "MAX_SCRUB_LIMIT",
     "MISSING",
     "SECRET_HEADER",
     "frame_header",
@@ -33,6 +34,7 @@ MAX_CHUNK_SIZE = 16 * 1024 * 1024  # one chunk (the chunker's max is 1 MiB by de
 MAX_BATCH_BYTES = 256 * 1024 * 1024  # one /batch/put body
 MAX_BATCH_IDS = 100_000  # ids in one /batch/get or /batch/delete body (3.2 MB)
 MAX_LIST_LIMIT = 10_000  # ids in one page of GET /chunks
+MAX_SCRUB_LIMIT = 10_000  # chunks re-hashed by one POST /scrub
 
 FRAME_HEADER = struct.Struct(">32sI")
 MISSING = 0xFFFFFFFF

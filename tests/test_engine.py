@@ -28,6 +28,7 @@ from dedup.store import (
     ChunkStore,
     DirectoryChunkStore,
     MemoryChunkStore,
+    Placement,
     StoreUsage,
     chunk_id_of,
 )
@@ -480,11 +481,11 @@ class FailingStore(MemoryChunkStore):
         super().__init__()
         self.fail = fail
 
-    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
         await asyncio.sleep(0)
         if chunk_id in self.fail:
             raise OSError("disk on fire")
-        await super().put(chunk_id, data)
+        return await super().put(chunk_id, data)
 
 
 @pytest.mark.parametrize("which", [0, 5, -1])

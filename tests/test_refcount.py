@@ -32,6 +32,7 @@ from dedup.store import (
     ChunkStore,
     DirectoryChunkStore,
     MemoryChunkStore,
+    Placement,
     StoreUsage,
     chunk_id_of,
 )
@@ -170,9 +171,10 @@ class GatedStore:
         finally:
             self.inflight -= 1
 
-    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
         body = bytes(data)
         await self._op("put", chunk_id, lambda: self.inner.put(chunk_id, body))
+        return ()
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         await asyncio.gather(*(self.put(h, d) for h, d in items))

@@ -1,4 +1,4 @@
-"""The storage node (`s3dedup node`): auth, id validation, batches, summary, heartbeats.
+"""The storage node (`s3dedup node`): auth, id validation, batches, summary, scrub, heartbeats.
 
 The ChunkStore contract itself runs against a real node process in test_store_contract.py.
 """
@@ -27,10 +27,17 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from dedup.store import ChunkCorrupt, ChunkNotFound, DirectoryChunkStore, StoreUsage, chunk_id_of
-from gateway.cluster.client import NodeAuthError, NodeClient
+from gateway.cluster.client import NodeAuthError, NodeClient, ScrubPage, make_session
+from storage_node import app as node_app
 from storage_node import summary as summary_mod
 from storage_node.app import NODE, NodeConfig, create_app
-from storage_node.protocol import HEARTBEAT_PATH, MISSING, SECRET_HEADER, frame_header
+from storage_node.protocol import (
+    HEARTBEAT_PATH,
+    MAX_SCRUB_LIMIT,
+    MISSING,
+    SECRET_HEADER,
+    frame_header,
+)
 from tests.conftest import free_port, server_env
 
 SECRET = "node-test-cluster-secret"
@@ -144,6 +151,8 @@ ROUTES = [
     ("POST", "/batch/put"),
     ("POST", "/batch/get"),
     ("POST", "/batch/delete"),
+    ("POST", "/scrub"),
+    ("POST", f"/scrub?after={HEX}&limit=5&rate=1000"),
     ("GET", "/no/such/route"),
     ("PUT", "/chunks/..%2F..%2Fnode-id"),
 ]
@@ -180,6 +189,8 @@ async def test_client_with_a_wrong_secret(node_server: TestServer) -> None:
             await bad.status()
         with pytest.raises(NodeAuthError):
             await bad.has(bytes(32))
+        with pytest.raises(NodeAuthError):
+            await bad.scrub()
     finally:
         await bad.close()
 
@@ -462,6 +473,222 @@ async def test_one_process_per_directory(tmp_path: Path) -> None:
             await Node(_config(tmp_path / "node")).open()
     finally:
         await first.close()
+
+
+# -- scrub ----------------------------------------------------------------------------------------
+
+
+def _damage(store: DirectoryChunkStore, chunk_id: bytes) -> bytes:
+    """Flip the first byte of a chunk file in place (same size); the damaged content."""
+    path = store.path_of(chunk_id)
+    raw = path.read_bytes()
+    damaged = bytes([raw[0] ^ 0xFF]) + raw[1:]
+    path.write_bytes(damaged)
+    return damaged
+
+
+def _spy_scrubbed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, float]]:
+    """Record (id, time) of every chunk file the node re-hashes."""
+    seen: list[tuple[bytes, float]] = []
+    real = node_app._scrub_file
+
+    def spy(path: str, chunk_id: bytes, quarantine: str) -> tuple[int, bool] | None:
+        seen.append((chunk_id, time.monotonic()))
+        return real(path, chunk_id, quarantine)
+
+    monkeypatch.setattr(node_app, "_scrub_file", spy)
+    return seen
+
+
+async def test_scrub_quarantines_damaged_chunks(tmp_path: Path, rng: random.Random) -> None:
+    data_dir = tmp_path / "node"
+    server, client = await _open_app(_config(data_dir))
+    try:
+        items = [_chunk(rng, rng.randrange(1000, 5000)) for _ in range(6)]
+        await client.put_many(items)
+        total = sum(len(d) for _, d in items)
+        store = server.app[NODE].store
+        assert store is not None
+        bad_id, bad_data = items[2]
+        damaged = _damage(store, bad_id)
+
+        page = await client.scrub()
+        assert page == ScrubPage(checked=6, bytes=total, corrupt=[bad_id], next=None)
+        # Quarantined: moved aside, no longer served, listed or counted.
+        assert (data_dir / "quarantine" / bad_id.hex()).read_bytes() == damaged
+        assert not store.path_of(bad_id).exists()
+        async with aiohttp.ClientSession() as http:
+            url = _url(server, f"/chunks/{bad_id.hex()}")
+            async with http.get(url, headers={SECRET_HEADER: SECRET}) as resp:
+                assert resp.status == 404
+        with pytest.raises(ChunkNotFound):
+            await client.get(bad_id)
+        assert not await client.has(bad_id)
+        assert await client.list_ids() == sorted(i for i, _ in items if i != bad_id)
+        status = await client.status()
+        assert (status["count"], status["used"]) == (5, total - len(bad_data))
+        assert status["scrub"] == {"checked": 6, "bytes": total, "corrupt": 1}
+        assert status["requests"]["scrub"] == 1
+
+        # A second pass finds nothing more.
+        page = await client.scrub()
+        assert page == ScrubPage(checked=5, bytes=total - len(bad_data), corrupt=[], next=None)
+        assert (await client.status())["scrub"] == {
+            "checked": 11,
+            "bytes": 2 * total - len(bad_data),
+            "corrupt": 1,
+        }
+        # A good copy (the gateway's repair) is a new chunk again.
+        await client.put(bad_id, bad_data)
+        assert await client.get(bad_id) == bad_data
+        assert (await client.usage()) == StoreUsage(count=6, bytes=total)
+        assert (await client.scrub()).corrupt == []
+        _damage(store, bad_id)
+        assert (await client.scrub(limit=MAX_SCRUB_LIMIT)).corrupt == [bad_id]
+        assert (await client.usage()) == StoreUsage(count=5, bytes=total - len(bad_data))
+    finally:
+        await client.close()
+        await server.close()
+    # The persisted summary is exact: a rebuild by a scan finds the same numbers.
+    expected = summary_mod.Persisted(5, total - len(bad_data), clean=True)
+    assert summary_mod.read(data_dir) == expected
+    (data_dir / "summary.json").unlink()
+    server, client = await _open_app(_config(data_dir))
+    try:
+        status = await client.status()
+        assert (status["count"], status["used"], status["summary"]) == (5, expected.bytes, "scan")
+        assert status["scrub"] == {"checked": 0, "bytes": 0, "corrupt": 0}
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_scrub_pages_cover_every_chunk_once(
+    node_server: TestServer, client: NodeClient, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [_chunk(rng, 100 + n) for n in range(23)]
+    await client.put_many(items)
+    ids = sorted(i for i, _ in items)
+    store = node_server.app[NODE].store
+    assert store is not None
+    damaged = [ids[0], ids[7], ids[22]]
+    for chunk_id in damaged:
+        _damage(store, chunk_id)
+    seen = _spy_scrubbed(monkeypatch)
+
+    pages: list[ScrubPage] = []
+    after: bytes | None = None
+    while True:
+        page = await client.scrub(after=after, limit=5)
+        pages.append(page)
+        if page.next is None:
+            break
+        after = page.next
+    assert [p.checked for p in pages] == [5, 5, 5, 5, 3]
+    assert [p.next for p in pages] == [ids[4], ids[9], ids[14], ids[19], None]
+    assert [i for p in pages for i in p.corrupt] == damaged
+    assert [i for i, _ in seen] == ids  # each chunk exactly once, in id order
+    assert sum(p.bytes for p in pages) == sum(len(d) for _, d in items)
+
+    # 20 chunks left, pages of 10: the listing ends exactly at a page boundary, so the second
+    # page still names a next id, and a third, empty, page says that was the end.
+    seen.clear()
+    left = [i for i in ids if i not in damaged]
+    sizes = {i: len(d) for i, d in items}
+    first = await client.scrub(limit=10)
+    assert first == ScrubPage(10, sum(sizes[i] for i in left[:10]), [], left[9])
+    second = await client.scrub(after=first.next, limit=10)
+    assert second == ScrubPage(10, sum(sizes[i] for i in left[10:]), [], left[19])
+    assert await client.scrub(after=second.next, limit=10) == ScrubPage(0, 0, [], None)
+    assert [i for i, _ in seen] == left
+
+
+async def test_scrub_skips_chunks_deleted_meanwhile(
+    node_server: TestServer, client: NodeClient, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [_chunk(rng, 1000) for _ in range(4)]
+    await client.put_many(items)
+    victim = sorted(i for i, _ in items)[1]
+    node = node_server.app[NODE]
+    real_list = DirectoryChunkStore.list_ids
+
+    async def list_then_delete(
+        self: DirectoryChunkStore, after: bytes | None = None, limit: int = 1000
+    ) -> list[bytes]:
+        listed = await real_list(self, after=after, limit=limit)
+        assert await node.delete_chunk(victim)  # after the listing, before the check
+        return listed
+
+    monkeypatch.setattr(DirectoryChunkStore, "list_ids", list_then_delete)
+    page = await client.scrub()
+    assert page == ScrubPage(checked=3, bytes=3000, corrupt=[], next=None)
+    assert await client.usage() == StoreUsage(count=3, bytes=3000)
+
+
+async def test_scrub_is_paced_by_rate(
+    node_server: TestServer, client: NodeClient, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = 256 * 1024
+    items = [_chunk(rng, size) for _ in range(4)]  # 1 MiB
+    await client.put_many(items)
+    rate = 4 * 1024 * 1024
+    seen = _spy_scrubbed(monkeypatch)
+    # A session whose read timeout is shorter than the scrub: the scrub request ignores it.
+    session = make_session(read_timeout=0.1)
+    try:
+        slow_reader = NodeClient(str(node_server.make_url("")), SECRET, session)
+        started = time.monotonic()
+        page = await slow_reader.scrub(rate=rate)
+        elapsed = time.monotonic() - started
+    finally:
+        await session.close()
+    assert page == ScrubPage(checked=4, bytes=4 * size, corrupt=[], next=None)
+    assert elapsed >= 4 * size / rate  # 0.25 s
+    # Paced between chunks, not in one burst: the k-th read starts k * size / rate in (less
+    # half a chunk's time, for the delay before the first read).
+    times = [t for _, t in seen]
+    for k in range(1, 4):
+        assert times[k] - times[0] >= (k - 0.5) * size / rate, (k, times)
+    # Unlimited (rate 0, the default): no pacing at all.
+    seen.clear()
+    started = time.monotonic()
+    assert (await client.scrub()).checked == 4
+    assert len(seen) == 4
+    assert time.monotonic() - started < elapsed
+
+
+async def test_scrub_refuses_bad_parameters(
+    node_server: TestServer, http: aiohttp.ClientSession, client: NodeClient, rng: random.Random
+) -> None:
+    await client.put_many([_chunk(rng, 100)])
+    headers = {SECRET_HEADER: SECRET}
+    bad = [
+        "after=" + HEX.upper(), "after=abc", "after=", "after=" + HEX[:-2], "after=" + HEX + "00",
+        "after=" + HEX[:-1] + "g", "limit=0", f"limit={MAX_SCRUB_LIMIT + 1}", "limit=-1",
+        "limit=x", "limit=1.5", "limit=", "limit=+5", "limit=1_0", "limit=%205",
+        "limit=" + "9" * 30, "rate=-1", "rate=x", "rate=1e6", "rate=", "rate=1.5",
+    ]  # fmt: skip
+    for query in bad:
+        async with http.post(_url(node_server, f"/scrub?{query}"), headers=headers) as resp:
+            assert resp.status == 400, query
+    assert (await client.status())["scrub"] == {"checked": 0, "bytes": 0, "corrupt": 0}
+    for query in (f"after={HEX}&limit={MAX_SCRUB_LIMIT}&rate=0", "limit=1", "rate=999999999"):
+        async with http.post(_url(node_server, f"/scrub?{query}"), headers=headers) as resp:
+            assert resp.status == 200, query
+            assert set(await resp.json()) == {"checked", "bytes", "corrupt", "next"}
+    # The client checks its arguments before sending anything.
+    sent = (await client.status())["requests"]["scrub"]
+    assert sent == len(bad) + 3
+    for kwargs in (
+        {"limit": 0},
+        {"limit": MAX_SCRUB_LIMIT + 1},
+        {"rate": -1},
+        {"after": b"short"},
+        {"after": bytes(33)},
+    ):
+        with pytest.raises(ValueError):
+            await client.scrub(**kwargs)
+    assert (await client.status())["requests"]["scrub"] == sent
 
 
 # -- the real process -----------------------------------------------------------------------------

@@ -261,7 +261,7 @@ async def test_concurrent_puts_of_one_chunk(store: ChunkStore, rng: random.Rando
         return_exceptions=True,
     )
     assert sum(isinstance(o, ChunkCorrupt) for o in outcomes) == 10
-    assert all(o is None or isinstance(o, ChunkCorrupt) for o in outcomes)
+    assert all(o == () or isinstance(o, ChunkCorrupt) for o in outcomes)
     assert await store.get(chunk_id) == data
     assert await store.usage() == StoreUsage(count=1, bytes=len(data))
 

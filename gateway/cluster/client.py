@@ -9,9 +9,11 @@ raises :class:`~dedup.store.ChunkCorrupt`, whatever the node said.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,6 +22,7 @@ from dedup.store import (
     CHUNK_ID_SIZE,
     ChunkCorrupt,
     ChunkNotFound,
+    Placement,
     StoreUsage,
     chunk_id_of,
 )
@@ -29,12 +32,13 @@ from storage_node.protocol import (
     MAX_BATCH_IDS,
     MAX_CHUNK_SIZE,
     MAX_LIST_LIMIT,
+    MAX_SCRUB_LIMIT,
     MISSING,
     SECRET_HEADER,
     frame_header,
 )
 
-__all__ = ["NodeAuthError", "NodeClient", "NodeError", "make_session"]
+__all__ = ["NodeAuthError", "NodeClient", "NodeError", "ScrubPage", "make_session"]
 
 # Chunks are grouped into /batch/put requests of about this many bytes (or this many chunks):
 # the number of requests grows with the bytes sent, not with the number of chunks.
@@ -53,6 +57,17 @@ class NodeError(Exception):
 
 class NodeAuthError(NodeError):
     """The node refused the cluster secret (401/403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubPage:
+    """One ``POST /scrub`` answer: chunks re-hashed, bytes read, the ids found damaged (now
+    quarantined by the node), and the id to pass as ``after`` next (None: the end)."""
+
+    checked: int
+    bytes: int
+    corrupt: list[builtins.bytes]
+    next: builtins.bytes | None
 
 
 def make_session(
@@ -119,7 +134,7 @@ class NodeClient:
 
     # -- ChunkStore ---------------------------------------------------------------------------
 
-    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
         _check_id(chunk_id)
         self._check_open()
         if len(data) > MAX_CHUNK_SIZE:
@@ -129,6 +144,7 @@ class NodeClient:
             if resp.status == 422:
                 raise ChunkCorrupt(f"data does not hash to chunk id {chunk_id.hex()}")
             self._expect(resp, 200, 201)
+        return ()  # one node: the cluster store records which one
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         """Put every item, in /batch/put requests of about ``batch_bytes`` each (a few in
@@ -269,6 +285,39 @@ class NodeClient:
                 except asyncio.IncompleteReadError:
                     raise NodeError(f"{self.url}: batch get response cut short") from None
         return out
+
+    async def scrub(
+        self, after: bytes | None = None, limit: int = 1000, rate: int = 0
+    ) -> ScrubPage:
+        """Have the node re-hash up to ``limit`` of its chunks with ids above ``after``, reading
+        at most ``rate`` bytes per second (0: unlimited), and quarantine the damaged ones.
+
+        The answer comes only when the page is done, which at a low rate takes long: this
+        request has no read timeout (the session's connect timeouts still apply)."""
+        if after is not None:
+            _check_id(after)
+        if not 1 <= limit <= MAX_SCRUB_LIMIT:
+            raise ValueError(f"limit must be within 1..{MAX_SCRUB_LIMIT}, got {limit}")
+        if rate < 0:
+            raise ValueError(f"rate must be >= 0, got {rate}")
+        self._check_open()
+        query = {"limit": str(limit), "rate": str(rate)}
+        if after is not None:
+            query["after"] = after.hex()
+        base = self._session.timeout
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=base.connect, sock_connect=base.sock_connect, sock_read=None
+        )
+        async with self._request("POST", "/scrub", params=query, timeout=timeout) as resp:
+            body = await resp.read()
+            self._expect(resp, 200)
+        page = json.loads(body)
+        return ScrubPage(
+            checked=int(page["checked"]),
+            bytes=int(page["bytes"]),
+            corrupt=[bytes.fromhex(i) for i in page["corrupt"]],
+            next=bytes.fromhex(page["next"]) if page["next"] is not None else None,
+        )
 
     async def _read_frames(
         self, resp: aiohttp.ClientResponse, chunk_ids: Sequence[bytes]

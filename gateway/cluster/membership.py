@@ -16,6 +16,7 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ log = structlog.get_logger("s3dedup.cluster")
 
 UP = "up"
 DOWN = "down"
+REMOVED = "removed"  # in the node table only: a removed node's id is never let back in
 _NODE_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -43,6 +45,7 @@ class Member:
     url: str
     capacity: int
     client: NodeClient
+    num: int = 0  # the node's small number, as chunk records name their replicas (never reused)
     used: int = 0
     count: int = 0
     last_seen: float = field(default_factory=time.monotonic)  # monotonic seconds
@@ -68,6 +71,7 @@ class Member:
     def as_dict(self, now: float) -> dict[str, Any]:
         return {
             "id": self.id,
+            "num": self.num,
             "url": self.url,
             "state": self.state,
             "draining": self.draining,
@@ -86,10 +90,16 @@ class Membership:
         self.node_timeout = node_timeout
         self.io_timeout = io_timeout
         self.members: dict[str, Member] = {}
+        self.by_num: dict[int, Member] = {}
+        self.removed: set[str] = set()  # node ids removed by `admin remove` (refused from now on)
         self._index: Index | None = None
         self._session: aiohttp.ClientSession | None = None
         self._monitor: asyncio.Task[None] | None = None
         self.writes = 0  # node-table writes (observability and tests)
+        self._next_num = 1
+        # called (on the loop) when a new node joins, and when a down node comes back
+        self.on_join: list[Callable[[Member], None]] = []
+        self.on_return: list[Callable[[Member], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -105,6 +115,9 @@ class Membership:
         with index.read() as txn:
             rows = load(txn)
         for node_id, row in rows:
+            if row.get("state") == REMOVED:
+                self.removed.add(node_id)
+                continue
             member = Member(
                 id=node_id,
                 url=str(row["url"]),
@@ -114,8 +127,11 @@ class Membership:
                 count=int(row.get("count", 0)),
                 state=str(row.get("state", UP)),
                 draining=bool(row.get("draining", False)),
+                num=int(row["num"]),
             )
             self.members[node_id] = member
+            self.by_num[member.num] = member
+        self._next_num = 1 + max((int(row["num"]) for _, row in rows), default=0)
         self._index = index
         self._monitor = asyncio.create_task(self._watch(), name="node-monitor")
         log.info("cluster membership loaded", nodes=len(self.members))
@@ -140,17 +156,38 @@ class Membership:
     def writable(self) -> list[Member]:
         return [m for m in self.members.values() if m.writable]
 
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            raise RuntimeError("membership not started")
+        return self._index
+
+    def find(self, node: str) -> Member | None:
+        """A member by id, a unique id prefix, number or url."""
+        for m in self.members.values():
+            if node in (m.id, m.url, str(m.num)):
+                return m
+        found = [m for m in self.members.values() if m.id.startswith(node)]
+        return found[0] if len(found) == 1 else None
+
     # -- heartbeats -----------------------------------------------------------------------
 
     async def heartbeat(self, node_id: str, url: str, capacity: int, used: int, count: int) -> None:
         if self._index is None or self._session is None:
             raise RuntimeError("membership not started")
+        if node_id in self.removed:
+            raise NodeRemoved(node_id)
         member = self.members.get(node_id)
         changed = member is None or member.url != url or not member.up
         if member is None:
-            member = Member(node_id, url, capacity, NodeClient(url, self.secret, self._session))
+            client = NodeClient(url, self.secret, self._session)
+            member = Member(node_id, url, capacity, client, num=self._next_num)
+            self._next_num += 1
             self.members[node_id] = member
-            log.info("node joined", node=node_id, url=url, capacity=capacity)
+            self.by_num[member.num] = member
+            log.info("node joined", node=node_id, num=member.num, url=url, capacity=capacity)
+            for listener in self.on_join:
+                listener(member)
         elif member.url != url:
             log.info("node moved", node=node_id, old=member.url, url=url)
             old = member.client
@@ -158,6 +195,8 @@ class Membership:
             await old.close()
         elif not member.up:
             log.info("node up again", node=node_id, url=url)
+            for listener in self.on_return:
+                listener(member)
         member.capacity, member.used, member.count = capacity, used, count
         member.last_seen = time.monotonic()
         member.state = UP
@@ -174,6 +213,7 @@ class Membership:
                 "used": member.used,
                 "count": member.count,
                 "draining": member.draining,
+                "num": member.num,
             }
         ).encode()
         key = member.id.encode()
@@ -197,6 +237,25 @@ class Membership:
                 await self.check()
             except Exception:  # the monitor must outlive one failed write
                 log.exception("node monitor")
+
+    async def set_draining(self, member: Member, draining: bool) -> None:
+        member.draining = draining
+        await self._persist(member)
+
+    async def remove(self, member: Member) -> None:
+        """Forget a node for good: its heartbeats are refused from now on."""
+        self.members.pop(member.id, None)
+        self.by_num.pop(member.num, None)
+        self.removed.add(member.id)
+        row = json.dumps({"url": member.url, "state": REMOVED, "num": member.num}).encode()
+        key = member.id.encode()
+        await self.index.write(lambda txn: txn.put("nodes", key, row))
+        self.writes += 1
+        await member.client.close()
+
+
+class NodeRemoved(Exception):
+    """A heartbeat from a node that was removed from the cluster."""
 
 
 MEMBERSHIP = web.AppKey("membership", Membership)
@@ -235,6 +294,8 @@ async def heartbeat(request: web.Request) -> web.Response:
         await membership.heartbeat(node_id, url, max(capacity, 1), used, count)
     except RuntimeError:
         return web.Response(status=503, text="the gateway is starting")
+    except NodeRemoved:
+        return web.Response(status=410, text="this node was removed from the cluster")
     return web.json_response({"ok": True})
 
 

@@ -7,9 +7,11 @@
   a node that fails is replaced by the next one in that order. It returns when R copies are
   durable, and raises :class:`~gateway.cluster.placement.InsufficientNodes` (S3: 503 SlowDown)
   when fewer than R nodes can take the chunk: never a silent under-replication.
-* ``get`` tries every up node in rendezvous order (the chunk may have been placed under an
-  earlier membership), moving on after an error, a timeout, a miss or a damaged copy.
-* ``delete`` deletes on every up node; ``has``, ``list_ids`` and ``usage`` aggregate them.
+  The nodes that took it are returned (their numbers) and recorded in the chunk's index entry.
+* ``get`` tries the recorded replicas that are up, then every other up node, moving on after
+  an error, a timeout, a miss or a damaged copy (reported in ``suspects`` for repair).
+* ``delete`` deletes on the recorded replicas that are up; ``has``, ``list_ids`` and ``usage``
+  aggregate the up nodes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TypeVar
 import aiohttp
 import structlog
 
-from dedup.store import CHUNK_ID_SIZE, ChunkCorrupt, ChunkNotFound, StoreUsage
+from dedup.store import CHUNK_ID_SIZE, ChunkCorrupt, ChunkNotFound, Placement, StoreUsage
 from gateway.cluster.client import NodeError
 from gateway.cluster.membership import Member, Membership
 from gateway.cluster.placement import InsufficientNodes, rank
@@ -52,8 +54,10 @@ class ClusterChunkStore:
             raise ValueError("replicas must be >= 1")
         self.membership = membership
         self.replicas = replicas
+        # (chunk id, node number) of copies a read found damaged: maintenance repairs them
+        self.suspects: set[tuple[bytes, int]] = set()
 
-    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> None:
+    async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
         _check_id(chunk_id)
         order = rank(self.membership.writable(), chunk_id)
         if len(order) < self.replicas:
@@ -63,12 +67,12 @@ class ClusterChunkStore:
         candidates = iter(order)
         failures: list[str] = []
 
-        async def replica() -> None:
+        async def replica() -> int:
             # one replica: the next candidate in rendezvous order, until one takes it
             for member in candidates:
                 try:
                     await member.client.put(chunk_id, data)
-                    return
+                    return member.num
                 except _NODE_FAILURES as exc:
                     failures.append(f"{member.id}: {exc!r}")
                     log.warning("chunk write failed; next node", node=member.id, error=repr(exc))
@@ -80,9 +84,12 @@ class ClusterChunkStore:
         outcomes = await asyncio.gather(
             *(replica() for _ in range(self.replicas)), return_exceptions=True
         )
+        placed: list[int] = []
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome  # ChunkCorrupt (bad data) or InsufficientNodes
+            placed.append(outcome)
+        return tuple(placed)
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         outcomes = await asyncio.gather(
@@ -92,16 +99,31 @@ class ClusterChunkStore:
             if isinstance(outcome, BaseException):
                 raise outcome
 
+    def recorded(self, chunk_id: bytes) -> tuple[int, ...]:
+        """The replicas the index records for a chunk (() if none are recorded)."""
+        with self.membership.index.read() as txn:
+            rec = txn.chunk(chunk_id)
+        return rec.replicas if rec is not None else ()
+
+    def read_order(self, chunk_id: bytes) -> list[Member]:
+        """Up nodes to read a chunk from: its recorded replicas first (in rendezvous order),
+        then every other up node (a copy may be where the record does not say)."""
+        up = self.membership.up()
+        recorded = set(self.recorded(chunk_id))
+        first = [m for m in up if m.num in recorded]
+        return rank(first, chunk_id) + rank([m for m in up if m.num not in recorded], chunk_id)
+
     async def get(self, chunk_id: bytes) -> bytes:
         _check_id(chunk_id)
         corrupt = failed = 0
-        for member in rank(self.membership.up(), chunk_id):
+        for member in self.read_order(chunk_id):
             try:
                 return await member.client.get(chunk_id)
             except ChunkNotFound:
                 continue
             except ChunkCorrupt:
                 corrupt += 1
+                self.suspects.add((chunk_id, member.num))
                 log.warning("damaged copy; next node", node=member.id, chunk=chunk_id.hex())
             except _NODE_FAILURES as exc:
                 failed += 1
@@ -118,10 +140,13 @@ class ClusterChunkStore:
         return any(answers)
 
     async def delete(self, chunk_id: bytes) -> bool:
-        """Delete on every up node (a node down now keeps its copy until repair or scrub, in
-        the next step, removes it). Raises after trying all when an up node failed."""
+        """Delete on the chunk's recorded replicas that are up (on every up node when none is
+        recorded). A node down now keeps its copy: reconciling it when it returns removes
+        that. Raises after trying all when an up node failed."""
         _check_id(chunk_id)
-        answers = await self._each(lambda m: m.client.delete(chunk_id))
+        recorded = set(self.recorded(chunk_id))
+        members = [m for m in self.membership.up() if not recorded or m.num in recorded]
+        answers = await self._each(lambda m: m.client.delete(chunk_id), members)
         return any(answers)
 
     async def list_ids(self, after: bytes | None = None, limit: int = 1000) -> list[bytes]:
@@ -142,9 +167,13 @@ class ClusterChunkStore:
     async def close(self) -> None:
         await self.membership.close()
 
-    async def _each(self, fn: Callable[[Member], Awaitable[T]]) -> list[T]:
-        """``fn`` on every up node concurrently; the first failure is raised after all end."""
-        members = self.membership.up()
+    async def _each(
+        self, fn: Callable[[Member], Awaitable[T]], members: list[Member] | None = None
+    ) -> list[T]:
+        """``fn`` on every up node (or ``members``) concurrently; the first failure is raised
+        after all end."""
+        if members is None:
+            members = self.membership.up()
         outcomes = await asyncio.gather(*(fn(m) for m in members), return_exceptions=True)
         out: list[T] = []
         for member, outcome in zip(members, outcomes, strict=True):

@@ -18,6 +18,7 @@ from dedup.index import Txn
 from dedup.ingest import Ingest
 from dedup.multipart import PartRecord, UploadRecord
 from dedup.records import ObjectRecord
+from dedup.store import Placement
 from gateway.s3.context import MAX_XML_BODY, Handler, S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.acl import check_acl_headers
@@ -185,13 +186,13 @@ async def upload_part_copy(r: S3Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     chunks: list[tuple[bytes, int]] = []
     inner: list[tuple[bytes, int]] = []
-    stored: list[bytes] = []
+    stored: dict[bytes, Placement] = {}
     edge: Ingest | None = None  # the partial chunks at an edge, chunked and stored anew
 
     async def finish_edge(edge: Ingest) -> None:
         res = await edge.finish()
         chunks.extend(res.chunks)
-        stored.extend(res.stored)
+        stored.update(res.stored)
 
     try:
         async for data, whole in _pieces(r, src, start, end, pieces):
