@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,19 +79,49 @@ async def fsck_handler(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     verify = request.query.get("verify-data") == "true"
     report = await fsck(engine.index, engine.store, verify_data=verify)
-    return web.json_response(report.as_dict())
+    answer = report.as_dict()
+    from gateway.cluster.maintain import MAINTAINER, placement_problems
+
+    maintainer = request.app.get(MAINTAINER)
+    if maintainer is not None:  # a cluster: every chunk on R live nodes, as recorded
+        problems, counts = await placement_problems(maintainer)
+        answer["problems"] += problems
+        answer["ok"] = not answer["problems"]
+        answer.update(counts)
+    return web.json_response(answer)
 
 
-async def repair_handler(request: web.Request) -> web.StreamResponse:
-    """Repair a cluster (see gateway/cluster/repair.py), streaming progress: one JSON object
+CLUSTER_JOBS = ("repair", "reconcile", "rebalance", "drain", "remove", "scrub")
+
+
+def _job_args(job: str, query: Mapping[str, str]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if job in ("reconcile", "drain", "remove"):
+        node = query.get("node")
+        if not node:
+            raise S3Error("InvalidArgument", f"{job} needs node=ID")
+        args["node"] = node
+    if job == "remove":
+        args["force"] = query.get("force") == "true"
+    if job == "scrub":
+        raw = query.get("rate", "0")
+        if not raw.isdigit():
+            raise S3Error("InvalidArgument", "rate must be bytes per second (0: unlimited)")
+        args["rate"] = int(raw)
+    return args
+
+
+async def cluster_job(request: web.Request) -> web.StreamResponse:
+    """Run a cluster job (see gateway/cluster/maintain.py), streaming progress: one JSON object
     per line, the last one ``{"result": {...}}`` (or ``{"error": "..."}``)."""
     _authenticate(request)
-    from gateway.cluster.repair import repair
-    from gateway.cluster.store import ClusterChunkStore
+    from gateway.cluster.maintain import MAINTAINER, JobError
 
-    engine = request.app[ENGINE]
-    if not isinstance(engine.store, ClusterChunkStore):
-        raise S3Error("InvalidRequest", "repair needs a cluster gateway (s3dedup gateway)")
+    job = request.match_info["job"]
+    maintainer = request.app.get(MAINTAINER)
+    if maintainer is None:
+        raise S3Error("InvalidRequest", f"{job} needs a cluster gateway (s3dedup gateway)")
+    args = _job_args(job, request.query)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     response.enable_chunked_encoding()
     await response.prepare(request)
@@ -103,15 +134,17 @@ async def repair_handler(request: web.Request) -> web.StreamResponse:
         try:
             await response.write(json.dumps(line).encode() + b"\n")
         except (ConnectionError, RuntimeError):
-            gone = True  # the client left: the repair still runs to its end
+            gone = True  # the client left: the job still runs to its end
 
     try:
-        result = await repair(engine.index, engine.store, send)
+        result = await maintainer.run(job, send, **args)
+    except JobError as exc:
+        await send({"error": str(exc)})
     except Exception as exc:  # the status line is sent: the error goes in the stream
-        log.exception("repair failed")
+        log.exception("cluster job failed", job=job)
         await send({"error": f"{type(exc).__name__}: {exc}"})
     else:
-        await send({"result": result.as_dict()})
+        await send({"result": result})
     if not gone:
         await response.write_eof()
     return response
@@ -126,4 +159,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PREFIX + "/admin/stats", stats)
     app.router.add_post(PREFIX + "/admin/gc", gc)
     app.router.add_post(PREFIX + "/admin/fsck", fsck_handler)
-    app.router.add_post(PREFIX + "/admin/repair", repair_handler)
+    app.router.add_post(PREFIX + "/admin/{job:" + "|".join(CLUSTER_JOBS) + "}", cluster_job)

@@ -7,7 +7,7 @@ import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from defusedxml import ElementTree
@@ -34,7 +34,7 @@ def sign(
     day = amz_date[:8]
     parts = urlsplit(url)
     pairs = sorted(
-        (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+        (quote(unquote(k), safe="-_.~"), quote(unquote(v), safe="-_.~"))
         for k, _, v in (p.partition("=") for p in parts.query.split("&") if p)
     )
     query = "&".join(f"{k}={v}" for k, v in pairs)

@@ -22,6 +22,7 @@ from dedup.engine import Engine
 from dedup.index import Index
 from dedup.store import ChunkStore, DirectoryChunkStore
 from gateway import admin, memory
+from gateway.cluster.maintain import MAINTAINER, Maintainer
 from gateway.cluster.membership import MEMBERSHIP, Membership
 from gateway.cluster.membership import add_routes as cluster_routes
 from gateway.cluster.store import ClusterChunkStore
@@ -53,6 +54,11 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
             raise
     await engine.recover()
     app[ENGINE] = engine
+    maintainer = None
+    if isinstance(store, ClusterChunkStore):
+        maintainer = Maintainer(engine, store, config)
+        maintainer.start()
+        app[MAINTAINER] = maintainer
     tasks = []
     if config.gc_interval > 0:
         tasks.append(asyncio.create_task(_maintenance_loop(engine, config)))
@@ -64,6 +70,8 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if maintainer is not None:
+        await maintainer.close()
     await engine.close()
     log.info("engine closed")
 

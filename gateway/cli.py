@@ -60,6 +60,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             "cluster_secret": args.cluster_secret,
             "replicas": args.replicas,
             "node_timeout": args.node_timeout,
+            "repair_delay": args.repair_delay,
+            "move_rate": args.move_rate,
+            "scrub_rate": args.scrub_rate,
+            "rebalance_threshold": args.rebalance_threshold,
         },
     )
     if not config.cluster_secret:
@@ -200,35 +204,38 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _repair_line(line: dict[str, Any]) -> str:
-    if "result" in line:
-        r = line["result"]
-        return (
-            f"repair: done: {r['checked']} chunks checked,"
-            f" {r['under_replicated']} under-replicated,"
-            f" {r['repaired']} repaired, {r['copied']} copies ({_size(r['bytes'])}),"
-            f" {r['lost']} lost, {r['failed']} not repaired"
-        )
-    if line.get("phase") == "listing":
-        return f"repair: listing the chunks of {line['nodes']} up nodes"
-    if line.get("phase") == "listed":
-        return f"repair: {line['checked']} chunks checked, {line['total']} under-replicated"
-    if line.get("phase") == "copying":
-        return (
-            f"repair: {line['done']}/{line['total']} chunks, {line['copied']} copies"
-            f" ({_size(line['bytes'])}), {line['lost']} lost"
-        )
-    return "repair: " + json.dumps(line)
+_BYTE_COUNTERS = ("bytes", "moved_bytes", "scrubbed_bytes")
 
 
-async def _stream_repair(endpoint: str, ak: str, sk: str, as_json: bool) -> dict[str, Any]:
-    """POST the repair and print its progress lines as they arrive; the last line's dict."""
-    path = "/_s3dedup/admin/repair"
+def _job_line(job: str, line: dict[str, Any]) -> str:
+    """One progress line of a cluster job, for people: ``repair: copying: 12 done, ...``."""
+    if "error" in line:
+        return f"{job}: failed: {line['error']}"
+    done = "result" in line
+    fields = line["result"] if done else line
+    counters = [
+        f"{_size(v) if k in _BYTE_COUNTERS or k.endswith('_used') else v} {k.replace('_', ' ')}"
+        for k, v in fields.items()
+        if k not in ("job", "phase", "ok", "lost_ids")
+    ]
+    phase = "done" if done else fields.get("phase", "")
+    return f"{job}: {phase}" + (": " + ", ".join(counters) if counters else "")
+
+
+async def _stream_job(
+    endpoint: str, job: str, query: dict[str, str], ak: str, sk: str, as_json: bool
+) -> dict[str, Any]:
+    """POST a cluster job and print its progress lines as they arrive; the last line's dict."""
+    import urllib.parse
+
+    import aiohttp
+
+    path = "/_s3dedup/admin/" + job
     url = endpoint.rstrip("/") + path
     if not url.startswith(("http://", "https://")):
         raise AdminError(f"--endpoint must be an http:// or https:// URL, got {endpoint!r}")
-    import aiohttp
-
+    if query:
+        url += "?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
     headers = admin_client.sign("POST", url, ak, sk)
     last: dict[str, Any] = {}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=admin_client.TIMEOUT)
@@ -247,28 +254,36 @@ async def _stream_repair(endpoint: str, ak: str, sk: str, as_json: bool) -> dict
                         last = json.loads(raw)
                     except ValueError as exc:
                         raise AdminError(f"{endpoint} sent a bad progress line: {exc}") from exc
-                    print(json.dumps(last) if as_json else _repair_line(last), flush=True)
+                    print(json.dumps(last) if as_json else _job_line(job, last), flush=True)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise AdminError(f"cannot reach {endpoint}: {exc or type(exc).__name__}") from exc
     return last
 
 
-def cmd_repair(args: argparse.Namespace) -> int:
+def cmd_job(args: argparse.Namespace) -> int:
+    """repair, rebalance, scrub, drain, remove, reconcile: run on the gateway, progress shown."""
     ak, sk = _client_creds(args)
+    job: str = args.admin
+    query: dict[str, str] = {}
+    if getattr(args, "node", None):
+        query["node"] = args.node
+    if getattr(args, "force", False):
+        query["force"] = "true"
+    if getattr(args, "rate", None) is not None:
+        query["rate"] = str(args.rate)
     try:
-        last = asyncio.run(_stream_repair(args.endpoint, ak, sk, args.json))
+        last = asyncio.run(_stream_job(args.endpoint, job, query, ak, sk, args.json))
     except AdminError as exc:
         if "NoSuchBucket" in str(exc) or "HTTP 404" in str(exc):
             raise CliError(f"{args.endpoint} is not a cluster gateway ({exc})", 1) from exc
         raise
     if "error" in last:
-        raise CliError(f"repair failed: {last['error']}", 1)
+        raise CliError(f"{job} failed: {last['error']}", 1)
     if "result" not in last:
-        raise CliError("the gateway ended the repair stream without a result", 1)
-    # non-zero while any chunk is still under-replicated: lost, or not copied yet (too few
-    # writable nodes) — an operator must not read success into a cluster still at risk
-    result = last["result"]
-    return 0 if result["lost"] == 0 and result["failed"] == 0 else 1
+        raise CliError(f"the gateway ended the {job} stream without a result", 1)
+    # non-zero while any chunk is lost or could not be handled (e.g. too few writable nodes):
+    # an operator must not read success into a cluster still at risk
+    return 0 if last["result"]["ok"] else 1
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -398,6 +413,22 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument(
         "--node-timeout", type=float, help="seconds without a heartbeat before a node is down"
     )
+    gw.add_argument(
+        "--repair-delay",
+        type=float,
+        help="seconds a node stays down before its chunks are re-replicated (default 300)",
+    )
+    gw.add_argument(
+        "--move-rate", type=int, help="bytes/s rebalance and drain may copy (0: unlimited)"
+    )
+    gw.add_argument(
+        "--scrub-rate", type=int, help="bytes/s each node re-hashes in the background (0: off)"
+    )
+    gw.add_argument(
+        "--rebalance-threshold",
+        type=float,
+        help="spread of node fill allowed, relative to the mean fill (default 0.10)",
+    )
     gw.add_argument("--log-format", choices=["console", "json"])
     gw.set_defaults(fn=cmd_gateway)
 
@@ -427,11 +458,26 @@ def parser() -> argparse.ArgumentParser:
     nd.add_argument("--data", help="read credentials from this data directory")
     nd.add_argument("--json", action="store_true")
     nd.set_defaults(fn=cmd_nodes)
-    rp = adm.add_parser("repair", help="re-replicate chunks with fewer than R live copies")
-    rp.add_argument("--endpoint", required=True, help="URL of the cluster gateway")
-    rp.add_argument("--data", help="read credentials from this data directory")
-    rp.add_argument("--json", action="store_true", help="print the progress lines as JSON")
-    rp.set_defaults(fn=cmd_repair)
+    jobs = {
+        "repair": "re-replicate chunks with fewer than R live copies, re-copy damaged ones",
+        "rebalance": "move copies until every node's fill is within the threshold of the mean",
+        "scrub": "re-hash every chunk on every node; re-copy damaged ones from a good replica",
+        "drain": "move every copy off a node (it takes no new chunks from now on)",
+        "remove": "forget a drained node (--force: one lost for good; its chunks are repaired)",
+        "reconcile": "make a node's holdings agree with the index",
+    }
+    for job, text in jobs.items():
+        jp = adm.add_parser(job, help=text)
+        if job in ("drain", "remove", "reconcile"):
+            jp.add_argument("node", help="node id, unique id prefix, number or url")
+        if job == "remove":
+            jp.add_argument("--force", action="store_true", help="the node is lost for good")
+        if job == "scrub":
+            jp.add_argument("--rate", type=int, help="bytes/s per node (default: unlimited)")
+        jp.add_argument("--endpoint", required=True, help="URL of the cluster gateway")
+        jp.add_argument("--data", help="read credentials from this data directory")
+        jp.add_argument("--json", action="store_true", help="print the progress lines as JSON")
+        jp.set_defaults(fn=cmd_job)
     gc = adm.add_parser("gc", help="garbage-collect unreferenced chunks now")
     gc.add_argument("--endpoint", required=True)
     gc.add_argument("--data", help="read credentials from this data directory")

@@ -37,6 +37,10 @@ class Config:
     replicas: int = 2  # copies of every chunk, on distinct nodes
     node_timeout: float = 10.0  # seconds without a heartbeat before a node is marked down
     node_io_timeout: float = 30.0  # seconds a node may take to answer one read
+    repair_delay: float = 300.0  # seconds a node stays down before its chunks are re-replicated
+    move_rate: int = 64 * 1024 * 1024  # bytes/s rebalance and drain may copy (0: unlimited)
+    scrub_rate: int = 4 * 1024 * 1024  # bytes/s each node re-hashes in the background (0: off)
+    rebalance_threshold: float = 0.10  # spread of node fill allowed, relative to the mean fill
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -95,7 +99,21 @@ def _check(config: Config) -> Config:
         value = getattr(config, name)
         if not value > 0:  # also refuses NaN
             raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
-    for name in ("gc_grace", "gc_interval", "shutdown_timeout", "upload_expiry", "trim_interval"):
+    for name in ("move_rate", "scrub_rate"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must be bytes per second >= 0, got {getattr(config, name)}")
+    if not 0 < config.rebalance_threshold < 10:
+        raise ConfigError(
+            f"rebalance_threshold must be a fraction > 0, got {config.rebalance_threshold!r}"
+        )
+    for name in (
+        "gc_grace",
+        "gc_interval",
+        "shutdown_timeout",
+        "upload_expiry",
+        "trim_interval",
+        "repair_delay",
+    ):
         value = getattr(config, name)
         if not value >= 0:  # also refuses NaN
             raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")

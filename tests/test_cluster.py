@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,11 +106,13 @@ class Gateway:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    extra: tuple[str, ...] = ()
+
     def start(self, replicas: int, timeout: float = 30) -> Gateway:
         cmd = [
             sys.executable, "-m", "gateway.cli", "gateway", "--data", str(self.data),
             "--listen", f"127.0.0.1:{self.port}", "--cluster-secret", SECRET,
-            "--replicas", str(replicas), "--node-timeout", "1.5",
+            "--replicas", str(replicas), "--node-timeout", "1.5", *self.extra,
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -149,6 +152,14 @@ class Gateway:
                 raise AssertionError(f"wanted {up} nodes up, gateway sees {nodes}")
             time.sleep(0.1)
 
+    def fsck(self, *args: str) -> dict[str, Any]:
+        out = self.admin("fsck", "--json", *args)
+        lines = out.stdout.strip().splitlines()
+        report: dict[str, Any] = json.loads(lines[-1])
+        report["problems"] = lines[:-1]
+        assert (out.returncode == 0) == report["ok"], out.stdout + out.stderr
+        return report
+
     def admin(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "gateway.cli", "admin", *args, "--endpoint", self.endpoint],
@@ -167,27 +178,55 @@ def _node_ids(node: NodeProcess) -> set[str]:
         return set(json.loads(resp.read())["ids"])
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[Gateway, list[NodeProcess]]]:
-    gateway = Gateway(tmp_path / "gw", tmp_path / "gateway.log", free_port())
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        time.sleep(0.1)
+
+
+def chunk_file(node: NodeProcess, chunk_id: str) -> Path:
+    found = [p for p in (node.data / "store").rglob(chunk_id) if p.is_file()]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def add_node(tmp_path: Path, gateway: Gateway, n: int, *extra: str) -> NodeProcess:
+    node = NodeProcess(
+        data=tmp_path / f"node{n}",
+        log=tmp_path / f"node{n}.log",
+        gateway=gateway.endpoint,
+        extra=("--heartbeat", "0.5", *extra),
+    )
+    node.secret = SECRET
+    return node.start()
+
+
+@contextlib.contextmanager
+def running_cluster(
+    tmp_path: Path, *gateway_args: str, node_args: tuple[str, ...] = ()
+) -> Iterator[tuple[Gateway, list[NodeProcess]]]:
+    """A gateway (R=2) and three nodes; ``gateway_args`` are extra flags of the gateway."""
+    gateway = Gateway(tmp_path / "gw", tmp_path / "gateway.log", free_port(), extra=gateway_args)
     nodes: list[NodeProcess] = []
     try:
         gateway.start(replicas=2)
         for n in range(3):
-            node = NodeProcess(
-                data=tmp_path / f"node{n}",
-                log=tmp_path / f"node{n}.log",
-                gateway=gateway.endpoint,
-                extra=("--heartbeat", "0.5"),
-            )
-            node.secret = SECRET
-            nodes.append(node.start())
+            nodes.append(add_node(tmp_path, gateway, n, *node_args))
+        gateway.wait_nodes(3)
         yield gateway, nodes
     finally:
         for node in nodes:
             if node.proc is not None:
                 node.stop()
         gateway.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Gateway, list[NodeProcess]]]:
+    with running_cluster(tmp_path, "--scrub-rate", "0") as made:
+        yield made
 
 
 def test_heartbeat_needs_the_cluster_secret(cluster: tuple[Gateway, list[NodeProcess]]) -> None:
@@ -242,7 +281,12 @@ def test_replicated_objects_survive_a_node_loss(
     assert holders and set(holders.values()) == {2}, holders
     stats = json.loads(gateway.admin("stats", "--json").stdout)
     assert stats["chunks"] == len(holders) > 10
+    # ... and the index records exactly those copies
+    report = gateway.fsck()
+    assert report["ok"] and report["placed_copies"] == 2 * len(holders), report
+    assert report["stray_copies"] == 0
 
+    _node_ids_at_kill = _node_ids(nodes[0])
     nodes[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
     nodes[0].proc.wait()  # type: ignore[union-attr]
     nodes[0].proc = None
@@ -252,9 +296,14 @@ def test_replicated_objects_survive_a_node_loss(
             assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
         gateway.wait_nodes(2)
 
-    out = gateway.admin("fsck", "--json")
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert out.returncode == 0 and report["ok"], out.stdout + out.stderr
+    # the index knows which chunks are down to one live copy (repair_delay is 300 s here)
+    report = gateway.fsck()
+    assert not report["ok"]
+    assert report["problems"] and all(
+        p.endswith(": 1 live copies of 2") for p in report["problems"]
+    ), report["problems"]
+    lost_copies = sum(i in _node_ids_at_kill for i in holders)
+    assert len(report["problems"]) == lost_copies
 
     nodes[1].stop()
     gateway.wait_nodes(1)
@@ -267,49 +316,47 @@ def test_replicated_objects_survive_a_node_loss(
     s3.close()
 
 
-def test_repair_restores_two_live_copies_after_a_node_loss(
-    cluster: tuple[Gateway, list[NodeProcess]],
-) -> None:
-    gateway, nodes = cluster
-    gateway.wait_nodes(3)
-    rng = random.Random(11)
-    s3 = make_client(gateway.endpoint)
-    s3.create_bucket(Bucket="bkt")
-    shared = rng.randbytes(300_000)
-    objects = {
-        "small": rng.randbytes(100),  # inline in the index
-        "one-chunk": rng.randbytes(40_000),
-        "multi-chunk": rng.randbytes(2 * 1024 * 1024),
-        "dedup-a": shared + rng.randbytes(200_000),
-        "dedup-b": shared + rng.randbytes(200_000),  # shares chunks with dedup-a
-    }
-    for key, body in objects.items():
-        s3.put_object(Bucket="bkt", Key=key, Body=body)
-    indexed = {i for node in nodes for i in _node_ids(node)}
-    assert json.loads(gateway.admin("stats", "--json").stdout)["chunks"] == len(indexed) > 5
+def test_a_lost_node_is_repaired_then_reconciled_when_it_returns(tmp_path: Path) -> None:
+    """kill -9 a node: after repair_delay its chunks are re-replicated on the live nodes
+    (automatically); when it comes back, the copies it holds are no longer needed and are
+    removed."""
+    with running_cluster(tmp_path, "--repair-delay", "1", "--scrub-rate", "0") as made:
+        gateway, nodes = made
+        rng = random.Random(11)
+        s3 = make_client(gateway.endpoint)
+        s3.create_bucket(Bucket="bkt")
+        shared = rng.randbytes(300_000)
+        objects = {
+            "small": rng.randbytes(100),  # inline in the index
+            "one-chunk": rng.randbytes(40_000),
+            "multi-chunk": rng.randbytes(2 * 1024 * 1024),
+            "dedup-a": shared + rng.randbytes(200_000),
+            "dedup-b": shared + rng.randbytes(200_000),  # shares chunks with dedup-a
+        }
+        for key, body in objects.items():
+            s3.put_object(Bucket="bkt", Key=key, Body=body)
+        indexed = {i for node in nodes for i in _node_ids(node)}
+        assert json.loads(gateway.admin("stats", "--json").stdout)["chunks"] == len(indexed) > 5
 
-    nodes[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
-    nodes[0].proc.wait()  # type: ignore[union-attr]
-    nodes[0].proc = None
-    gateway.wait_nodes(2)
-    live = nodes[1:]
-    assert any(not indexed <= _node_ids(n) for n in live)  # some chunks are down to one copy
+        nodes[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        nodes[0].proc.wait()  # type: ignore[union-attr]
+        nodes[0].proc = None
+        live = nodes[1:]
+        assert any(not indexed <= _node_ids(n) for n in live)  # some chunks: one copy left
 
-    out = gateway.admin("repair")
-    assert out.returncode == 0, out.stdout + out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) >= 3 and all(line.startswith("repair: ") for line in lines), out.stdout
-    assert "0 lost" in lines[-1], lines[-1]
+        # no command: the gateway repairs once the node has been down for repair_delay
+        wait_for("automatic repair", lambda: all(_node_ids(n) == indexed for n in live))
+        wait_for("fsck clean", lambda: gateway.fsck()["ok"])
+        for key, body in objects.items():
+            assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
+        again = gateway.admin("repair")  # nothing left to do
+        assert again.returncode == 0, again.stdout + again.stderr
+        lines = again.stdout.strip().splitlines()
+        assert lines[-1] == "repair: done: 0 under replicated", lines
 
-    # every chunk of the index is on both live nodes (R=2 of 2), and nothing else is
-    assert all(_node_ids(n) == indexed for n in live)
-    for key, body in objects.items():
-        assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
-    out = gateway.admin("fsck", "--json")
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert out.returncode == 0 and report["ok"], out.stdout + out.stderr
-
-    again = gateway.admin("repair", "--json")  # nothing left to do
-    result = json.loads(again.stdout.strip().splitlines()[-1])["result"]
-    assert again.returncode == 0 and result["under_replicated"] == 0 and result["copied"] == 0
-    s3.close()
+        nodes[0].start()  # it comes back with copies the index no longer places on it
+        wait_for("the returning node reconciled", lambda: not _node_ids(nodes[0]))
+        report = gateway.fsck()
+        assert report["ok"] and report["stray_copies"] == 0, report
+        assert report["placed_copies"] == 2 * len(indexed)
+        s3.close()
