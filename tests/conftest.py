@@ -128,7 +128,7 @@ def server_env(**extra: str) -> dict[str, str]:
         S3DEDUP_ACCESS_KEY=ACCESS_KEY,
         S3DEDUP_SECRET_KEY=SECRET_KEY,
         S3DEDUP_GC_INTERVAL="0",
-        S3DEDUP_LOG_LEVEL="warning",
+        S3DEDUP_LOG_LEVEL=os.environ.get("TEST_SERVER_LOG_LEVEL", "warning"),
         PYTHONPATH=str(Path(__file__).resolve().parent.parent),
     )
     env.update(extra)
