@@ -333,6 +333,27 @@ async def test_batches_of_many_small_chunks_take_few_requests(
     assert await client.list_ids(limit=10_000) == sorted(i for i, _ in large)
 
 
+async def test_concurrent_puts_are_coalesced_into_batches(
+    client: NodeClient, rng: random.Random
+) -> None:
+    """put() one chunk at a time, 300 at once (as uploads do): a few single PUTs, the rest
+    carried together in /batch/put requests; every chunk durable, a bad one refused alone."""
+    items = [_chunk(rng, rng.randrange(1, 20_000)) for _ in range(300)]
+    bad_id = items[7][0]
+    items[7] = (bad_id, b"not the data")
+    outcomes = await asyncio.gather(*(client.put(i, d) for i, d in items), return_exceptions=True)
+    assert isinstance(outcomes[7], ChunkCorrupt)
+    assert all(o == () for n, o in enumerate(outcomes) if n != 7)
+    requests = (await client.status())["requests"]
+    sent = requests.get("put", 0) + requests.get("batch_put", 0)
+    assert sent == client.requests and sent <= 30, requests
+    assert requests.get("batch_put", 0) >= 1
+    assert await client.list_ids(limit=1000) == sorted(i for i, _ in items if i != bad_id)
+    for chunk_id, data in items[:20]:
+        if chunk_id != bad_id:
+            assert await client.get(chunk_id) == data
+
+
 async def test_batch_get_reports_missing_and_damaged(
     node_server: TestServer, http: aiohttp.ClientSession, client: NodeClient, rng: random.Random
 ) -> None:
