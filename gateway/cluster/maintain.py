@@ -756,6 +756,8 @@ class Maintainer:
                 await progress.report()
                 if page.next is None:
                     return
+                if self.stopping:
+                    raise JobError("the gateway is stopping; run the scrub again later")
                 after = page.next
 
         await asyncio.gather(*(one(m) for m in self.membership.up()))
