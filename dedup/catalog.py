@@ -64,6 +64,12 @@ def list_buckets(txn: Txn) -> list[tuple[str, BucketRecord]]:
 
 
 def get_object(txn: Txn, bucket: str, key: str) -> ObjectRecord | None:
+    record = get_object_bytes(txn, bucket, key)
+    return None if record is None else ObjectRecord.decode(record)
+
+
+def get_object_bytes(txn: Txn, bucket: str, key: str) -> bytes | None:
+    """The encoded record of an object (decode it with ``ObjectRecord.decode``)."""
     okey = object_key(bucket, key)
     raw = txn.get("objects", okey)
     if raw is None:
@@ -71,7 +77,7 @@ def get_object(txn: Txn, bucket: str, key: str) -> ObjectRecord | None:
     full, record = split_value(okey, raw)
     if full is not None and full != key.encode():  # a 128-bit hash collision: not this key
         raise AssertionError(f"object key hash collision in bucket {bucket}")
-    return ObjectRecord.decode(record)
+    return record
 
 
 def _replace(

@@ -27,21 +27,26 @@ def owner(r: S3Request) -> dict[str, Node]:
 
 async def require_bucket(r: S3Request) -> None:
     bucket = r.bucket
-    exists = await r.engine.read(lambda txn: txn.bucket(bucket) is not None)
-    if not exists:
+    if not r.engine.lookup(lambda txn: txn.bucket(bucket) is not None):
         raise S3Error("NoSuchBucket", bucket_name=bucket)
 
 
+# Records larger than this (objects of many chunks) are decoded in a thread, not on the loop.
+_DECODE_INLINE = 64 * 1024
+
+
 async def get_record(r: S3Request, bucket: str, key: str) -> ObjectRecord:
-    def lookup(txn: Txn) -> ObjectRecord | None:
+    def lookup(txn: Txn) -> bytes | None:
         if txn.bucket(bucket) is None:
             raise S3Error("NoSuchBucket", bucket_name=bucket)
-        return catalog.get_object(txn, bucket, key)
+        return catalog.get_object_bytes(txn, bucket, key)
 
-    rec = await r.engine.read(lookup)
-    if rec is None:
+    raw = r.engine.lookup(lookup)
+    if raw is None:
         raise S3Error("NoSuchKey", Key=key)
-    return rec
+    if len(raw) > _DECODE_INLINE:
+        return await asyncio.to_thread(ObjectRecord.decode, raw)
+    return ObjectRecord.decode(raw)
 
 
 async def release_pins(r: S3Request, token: bytes) -> None:
