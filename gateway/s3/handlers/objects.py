@@ -78,8 +78,11 @@ async def put_object(r: S3Request) -> web.StreamResponse:
     decode_content_md5(headers.get("content-md5"))  # malformed → InvalidDigest before the body
     # Fail fast (before the body) when the bucket is missing or a condition already fails;
     # the commit transaction checks the conditions again, atomically.
-    current = await r.engine.read(lambda txn: _current(txn, bucket, key))
-    check_write_conditions(headers, current)
+    if "if-match" in headers or "if-none-match" in headers:
+        current = await r.engine.read(lambda txn: _current(txn, bucket, key))
+        check_write_conditions(headers, current)
+    else:
+        await require_bucket(r)  # a point lookup: no record to decode
     result, checksums = await ingest_body(r, checks, inline=True, max_size=MAX_PUT_SIZE)
     rec = ObjectRecord(
         size=result.size,
