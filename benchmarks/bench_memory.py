@@ -170,6 +170,8 @@ class LocalServer:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    source: Path = ROOT  # the source tree the server runs from (benchmarks/ab.py: A vs B)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
@@ -190,8 +192,9 @@ class LocalServer:
             S3DEDUP_SECRET_KEY=self.secret_key,
             S3DEDUP_GC_INTERVAL="0",
             S3DEDUP_LOG_LEVEL="warning",
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=str(self.source),
         )
+        env.update(self.extra_env)
         cmd = [
             sys.executable,
             "-m",
@@ -203,7 +206,10 @@ class LocalServer:
             f"127.0.0.1:{self.port}",
         ]
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+            # cwd: `python -m` puts it first on sys.path, before PYTHONPATH
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.source
+            )
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -1,6 +1,6 @@
 """The s3dedup benchmark suite: one command, a table and JSON.
 
-    python benchmarks/run.py [--scale S] [--runs N] [--json FILE] [--strict]
+    python benchmarks/run.py [--scale S] [--runs N] [--json FILE] [--strict] [--cluster]
     python benchmarks/run.py --endpoint URL [--pid PID]     # another (running) S3 server
 
 Starts its own ``s3dedup serve`` (data in a temporary directory, or ``--data``) unless
@@ -15,7 +15,11 @@ the server's process, for CPU time and RSS). Each run measures, sizes multiplied
 * boto3 end-to-end: put_object and get_object of 1 GiB (payload signed, checksums as boto3
   sends them by default);
 * the ceilings of benchmarks/ceilings.py: MD5 and BLAKE3 MB/s, parallel durable writes of
-  256 KiB files, and a do-nothing aiohttp S3 endpoint driven by the same load generator.
+  256 KiB files, and a do-nothing aiohttp S3 endpoint driven by the same load generator;
+* with ``--cluster``: a gateway (``--replicas 2``) and three storage nodes on loopback
+  (benchmarks/cluster.py) get the same single-stream PUT of new data, PUT of known data and
+  GET in every run, right after the embedded server; their ratios are to the embedded
+  figures of the same run.
 
 After the runs, a bucket of 1,000,000 keys: the server is stopped, the keys are written into
 its index directly (with ``--endpoint``: PUT over HTTP, slow), the server restarted, and pages
@@ -64,6 +68,7 @@ from benchmarks.ceilings import (  # noqa: E402
     measure_endpoint,
     small_ops,
 )
+from benchmarks.cluster import LocalCluster  # noqa: E402
 from benchmarks.loadgen import MiB, S3LoadClient, S3LoadError, content, content_bytes  # noqa: E402
 
 GiB = 1024 * MiB
@@ -92,7 +97,14 @@ FIGURES: dict[str, tuple[str, str | None]] = {
     "cpu_s_per_gb_get": ("s/GB", None),
     "boto3_put_1g_mb_s": ("MB/s", "put_1g_mb_s"),
     "boto3_get_1g_mb_s": ("MB/s", "get_1g_mb_s"),
+    # --cluster: ratios to the embedded server's figure of the same run
+    "cluster_put_1g_new_mb_s": ("MB/s", "embedded_put_1g_new_mb_s"),
+    "cluster_put_1g_known_mb_s": ("MB/s", "embedded_put_1g_known_mb_s"),
+    "cluster_get_1g_mb_s": ("MB/s", "embedded_get_1g_mb_s"),
+    "cluster_cpu_s_per_gb_put_new": ("s/GB", None),
+    "cluster_cpu_s_per_gb_get": ("s/GB", None),
 }
+CLUSTER_SINGLE = ("put_1g_new_mb_s", "put_1g_known_mb_s", "get_1g_mb_s")
 CEILINGS = {
     "md5_mb_s": "MB/s",
     "blake3_mb_s": "MB/s",
@@ -191,6 +203,17 @@ TARGETS = [
     ],
     Target("list_page", "ListObjectsV2 page (1M keys) < 20 ms", _below("list_page_ms", 20)),
     Target("copy_1g", "CopyObject of 1 GiB < 50 ms", _below("copy_1g_ms", 50)),
+    Target(
+        "cluster_put_new",
+        "Cluster PUT new data >= 60% of embedded",
+        _ratio("cluster_put_1g_new_mb_s", 0.60),
+    ),
+    Target(
+        "cluster_put_known",
+        "Cluster PUT known data >= 60% of embedded",
+        _ratio("cluster_put_1g_known_mb_s", 0.60),
+    ),
+    Target("cluster_get", "Cluster GET >= 70% of embedded", _ratio("cluster_get_1g_mb_s", 0.70)),
 ]
 
 
@@ -258,6 +281,23 @@ class Bench:
         r.update(await asyncio.to_thread(self.boto3_run, n))
         if self.gc:
             await c.admin_gc(0)
+        return r
+
+    async def single_stream(self, n: int) -> dict[str, float]:
+        """PUT of new data, PUT of the same bytes, GET: the cluster's figures of run ``n``
+        (prefixed ``cluster_``), then the objects are deleted and collected."""
+        c, big = self.client, self.sizes.big
+        gb = big / 1e9
+        r: dict[str, float] = {}
+        seed = 7000 + n + random.randrange(1 << 40)
+        s, cpu = await self.timed(c.put(BUCKET, f"c{n}/new", content(big, seed), big))
+        r["cluster_put_1g_new_mb_s"], r["cluster_cpu_s_per_gb_put_new"] = big / s / 1e6, cpu / gb
+        s, _ = await self.timed(c.put(BUCKET, f"c{n}/known", content(big, seed), big))
+        r["cluster_put_1g_known_mb_s"] = big / s / 1e6
+        s, cpu = await self.timed(c.get(BUCKET, f"c{n}/new"))
+        r["cluster_get_1g_mb_s"], r["cluster_cpu_s_per_gb_get"] = big / s / 1e6, cpu / gb
+        await asyncio.gather(*(c.delete(BUCKET, f"c{n}/{k}") for k in ("new", "known")))
+        await c.admin_gc(0)
         return r
 
     def boto3_run(self, n: int) -> dict[str, float]:
@@ -487,6 +527,7 @@ async def measure(
     creds: tuple[str, str],
     pid: int | None,
     server: LocalServer | None,
+    cluster: LocalCluster | None = None,
 ) -> dict[str, Any]:
     sampler: RssSampler = RssSampler(pid) if pid else NoSampler()
     sampler.start()
@@ -494,7 +535,14 @@ async def measure(
     ceilings: list[dict[str, float]] = []
     peak = list_peak = None
     client = S3LoadClient(endpoint, *creds, args.region, connections=64)
+    cluster_client = None
+    if cluster is not None:
+        cluster_client = S3LoadClient(
+            cluster.endpoint, cluster.access_key, cluster.secret_key, args.region, connections=64
+        )
     try:
+        if cluster_client is not None:
+            await cluster_client.create_bucket(BUCKET)
         await client.create_bucket(BUCKET)
         await client.create_bucket(LIST_BUCKET)
         with NoopServer(free_port()) as noop:
@@ -511,6 +559,21 @@ async def measure(
                 log(f"run {n + 1}/{args.runs}: s3dedup")
                 bench = Bench(client, endpoint, *creds, args.region, pid, sizes, server is not None)
                 runs.append(await bench.one_run(n))
+                if cluster is not None and cluster_client is not None:
+                    log(f"run {n + 1}/{args.runs}: cluster (gateway + 3 nodes, R=2)")
+                    on_cluster = Bench(
+                        cluster_client,
+                        cluster.endpoint,
+                        cluster.access_key,
+                        cluster.secret_key,
+                        args.region,
+                        cluster.pid,
+                        sizes,
+                        True,
+                    )
+                    runs[-1].update(await on_cluster.single_stream(n))
+                    for name in CLUSTER_SINGLE:
+                        ceil[f"embedded_{name}"] = runs[-1][name]
                 log(
                     "  " + ", ".join(f"{k} {_num(v)}" for k, v in runs[-1].items() if "4k" not in k)
                 )
@@ -537,12 +600,15 @@ async def measure(
     finally:
         sampler.stop()
         await client.close()
+        if cluster_client is not None:
+            await cluster_client.close()
     meta = {
         "machine": machine(),
         "scale": args.scale,
         "runs": args.runs,
         "sizes": vars(sizes),
         "endpoint": args.endpoint or "s3dedup serve (embedded store)",
+        "cluster": None if cluster is None else "s3dedup gateway --replicas 2 + 3 nodes, loopback",
         "peak_rss_mib": peak,
         "list_server_peak_rss_mib": list_peak,
     }
@@ -559,9 +625,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pid", type=int, help="with --endpoint: the server's process")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also measure a local cluster (gateway, 3 nodes, R=2): single-stream PUT/GET",
+    )
     args = p.parse_args(argv)
     if not 0 < args.scale <= 1 or args.runs < 1:
         p.error("--scale must be in (0, 1] and --runs at least 1")
+    if args.cluster and args.endpoint:
+        p.error("--cluster starts its own cluster: not with --endpoint")
     sizes = Sizes.at(args.scale)
 
     if args.endpoint:
@@ -574,13 +647,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with work_dir(args.data) as work:
             need = int(4 * sizes.big + 8 * sizes.concurrent)
+            if args.cluster:
+                need += 2 * 2 * sizes.big  # R=2
             if shutil.disk_usage(work).free < need:
                 log(f"refusing to run: {need / GiB:.1f} GiB needed under {work}")
                 return 2
             server = LocalServer(work / "data", work / "server.log")
+            cluster = LocalCluster(work / "cluster") if args.cluster else None
             server.start()
             assert server.proc is not None
+            cluster_rc = 0
             try:
+                if cluster is not None:
+                    cluster.start()
                 report = asyncio.run(
                     measure(
                         args,
@@ -590,15 +669,23 @@ def main(argv: list[str] | None = None) -> int:
                         (server.access_key, server.secret_key),
                         server.proc.pid,
                         server,
+                        cluster,
                     )
                 )
             except BaseException:
                 log(f"server log:\n{server.log_tail()}")
+                if cluster is not None:
+                    log(f"cluster logs:\n{cluster.log_tail()}")
                 raise
             finally:
                 rc = server.stop()
+                if cluster is not None:
+                    cluster_rc = cluster.stop()
             if rc != 0:
                 log(f"the server exited with {rc}:\n{server.log_tail()}")
+                return 1
+            if cluster is not None and cluster_rc != 0:
+                log(f"a cluster process exited with {cluster_rc}:\n{cluster.log_tail()}")
                 return 1
     print(table(report))
     if args.json:

@@ -66,6 +66,10 @@ class StreamChunker:
         self._cdc = _fastcdc(params)
         self._buf = bytearray()
 
+    def cuts_after(self, n: int) -> bool:
+        """Whether feeding ``n`` more bytes would cut (run FastCDC over the buffer)."""
+        return len(self._buf) + n >= 2 * self.params.max_size
+
     def feed(self, data: bytes | memoryview) -> list[bytes]:
         """Append ``data``; return the chunks whose cut points are now final."""
         self._buf += data

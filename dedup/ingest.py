@@ -11,7 +11,9 @@ bounded number in flight. The caller commits the object (rule 2) or calls :meth:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import itertools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +28,10 @@ from dedup.store import Placement
 
 if TYPE_CHECKING:
     from dedup.engine import Engine
+
+
+_TOKEN_PREFIX = os.urandom(8)
+_token_counter = itertools.count()
 
 
 @dataclass
@@ -49,6 +55,7 @@ class _Pending:
 class Ingest:
     BLOCK_QUEUE = 4  # body blocks waiting for the hashing threads
     SENDS_IN_FLIGHT = 8  # chunk writes in flight for this upload
+    INLINE_HASH = 64 * 1024  # batches up to this size are hashed on the event loop
 
     def __init__(
         self,
@@ -80,8 +87,9 @@ class Ingest:
 
     @staticmethod
     def new_token() -> bytes:
-        """A fresh request token for pins (16 random bytes)."""
-        return os.urandom(16)
+        """A fresh request token for pins (16 bytes): 8 random bytes drawn once per process,
+        then a counter (an os.urandom call per request costs a syscall)."""
+        return _TOKEN_PREFIX + next(_token_counter).to_bytes(8, "big")
 
     async def write(self, data: bytes) -> None:
         """Queue a block of body bytes. Waits while the pipeline or the engine's global
@@ -143,30 +151,85 @@ class Ingest:
     # -- pipeline -------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Two lanes over the same blocks, each in order: MD5 (and the S3 checksums) of batch
+        n runs while the chunker cuts batch n and the loop fetches batch n + 1, so the slowest
+        hash (MD5) never waits for the chunker; pinning and dispatching the chunks of batch n
+        runs while batch n + 1 is hashed. A batch is every block queued at the time (fewer
+        thread hand-offs when hashing falls behind the network); a small one is hashed on the
+        event loop."""
         loop = asyncio.get_running_loop()
         pool = self.engine.hash_pool
+        digesting: asyncio.Future[None] | None = None  # MD5 of the previous batch
+        handling: asyncio.Task[None] | None = None  # pin + dispatch of the previous batch
         try:
             while True:
-                block = await self._queue.get()
-                if block is None:
+                batch = await self._next_batch()
+                if not batch:
                     break
-                self._size += len(block)
-                if not self._emitted and len(self._head) <= self._inline_max:
-                    self._head += block[: self._inline_max + 1 - len(self._head)]
-                _, chunks = await asyncio.gather(
-                    loop.run_in_executor(pool, self._digest, block),
-                    loop.run_in_executor(pool, self._cut, block, False),
-                )
-                self._unqueue(len(block))
-                await self._handle(chunks)
+                size = 0
+                for block in batch:
+                    size += len(block)
+                    if not self._emitted and len(self._head) <= self._inline_max:
+                        self._head += block[: self._inline_max + 1 - len(self._head)]
+                self._size += size
+                if digesting is not None:
+                    await digesting
+                    digesting = None
+                if size <= self.INLINE_HASH and not self._chunker.cuts_after(size):
+                    # a small body (or a short network read): hashing it here costs less than
+                    # two thread hand-offs, and the chunker only buffers it (no cut)
+                    self._digest(batch)
+                    chunks = self._cut(batch, False)
+                    self._unqueue(min(size, self._queued))
+                else:
+                    digesting = loop.run_in_executor(pool, self._digest, batch)
+                    chunks = await loop.run_in_executor(pool, self._cut, batch, False)
+                    # The batch's intake goes back as soon as MD5 is done with it too; never
+                    # later (waiting for the next batch could hold it while every client
+                    # waits for intake: a deadlock across uploads).
+                    digesting.add_done_callback(functools.partial(self._digested, size))
+                if handling is not None:
+                    await handling
+                    handling = None
+                if chunks:
+                    self._emitted = True
+                    handling = asyncio.ensure_future(self._handle(chunks))
+            if digesting is not None:
+                await digesting
+                digesting = None
+            if handling is not None:
+                await handling
+                handling = None
             if self._size <= self._inline_max and not self._emitted:
                 return  # small object: lives inline in its record
-            await self._handle(await loop.run_in_executor(pool, self._cut, b"", True))
+            await self._handle(await loop.run_in_executor(pool, self._cut, [], True))
             await self._wait_sends()
         finally:
+            if handling is not None and not handling.done():
+                handling.cancel()
+            for job in (digesting, handling):
+                if job is not None:
+                    # a hashing thread may still use the batch; a cancelled pin is released
+                    await asyncio.wait([job])
+                    if not job.cancelled():
+                        job.exception()  # retrieved (the first failure is already raised)
             # asyncio.wait, not gather: cancelling the worker must not cancel chunk writes
             await self._wait_sends(check=False)
             self._unqueue(self._queued)  # blocks never hashed (an aborted upload)
+
+    async def _next_batch(self) -> list[bytes]:
+        """The blocks queued now (waits for one); [] at the end of the body."""
+        first = await self._queue.get()
+        if first is None:
+            return []
+        batch = [first]
+        while not self._queue.empty():
+            block = self._queue.get_nowait()
+            if block is None:
+                self._queue.put_nowait(None)  # seen again by the next call
+                break
+            batch.append(block)
+        return batch
 
     async def _wait_sends(self, *, check: bool = True) -> None:
         if self._sends:
@@ -186,13 +249,18 @@ class Ingest:
             if self._send_error is None:
                 self._send_error = exc
 
-    def _digest(self, block: bytes) -> None:
-        self._md5.update(block)
-        for c in self._checksums.values():
-            c.update(block)
+    def _digest(self, batch: list[bytes]) -> None:
+        for block in batch:
+            self._md5.update(block)
+            for c in self._checksums.values():
+                c.update(block)
 
-    def _cut(self, block: bytes, final: bool) -> list[tuple[bytes, bytes]]:
-        chunks = self._chunker.finish() if final else self._chunker.feed(block)
+    def _cut(self, batch: list[bytes], final: bool) -> list[tuple[bytes, bytes]]:
+        chunks: list[bytes] = []
+        for block in batch:
+            chunks += self._chunker.feed(block)
+        if final:
+            chunks += self._chunker.finish()
         return [(blake3.blake3(c).digest(), c) for c in chunks]
 
     async def _handle(self, chunks: list[tuple[bytes, bytes]]) -> None:
@@ -229,6 +297,9 @@ class Ingest:
         finally:
             self._send_slots.release()
             self.engine.write_budget.release(len(data))
+
+    def _digested(self, n: int, _: asyncio.Future[None]) -> None:
+        self._unqueue(min(n, self._queued))  # (all of it is released when the worker ends)
 
     def _unqueue(self, n: int) -> None:
         if n:

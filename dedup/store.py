@@ -19,8 +19,9 @@ import functools
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar, TypeVarTuple
@@ -48,6 +49,9 @@ _Ts = TypeVarTuple("_Ts")
 _FANOUT_NAMES = frozenset(f"{i:02x}" for i in range(256))
 _CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
 _TMP_SUFFIX = ".tmp"
+# A directory in chunks/ present only while no process uses the store and after one that
+# shut down cleanly (so no leaf directory holds a temporary file of an interrupted write).
+_CLEAN_MARK = ".clean"
 
 
 class ChunkNotFound(Exception):
@@ -169,6 +173,19 @@ def _sorted_entries(path: str, wanted: Callable[[str], bool]) -> list[str]:
     return sorted(name for name in names if wanted(name))
 
 
+def _remove_files(directory: str, wanted: Callable[[str], bool]) -> None:
+    """Unlink the entries of ``directory`` accepted by ``wanted``."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with os.scandir(fd) as entries:
+            garbage = [e.name for e in entries if wanted(e.name)]
+        for name in garbage:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def _is_fanout_name(name: str) -> bool:
     return name in _FANOUT_NAMES
 
@@ -180,17 +197,30 @@ def _is_chunk_name(name: str) -> bool:
 class DirectoryChunkStore:
     """Chunks as files under ``root/chunks/ab/cd/<64 hex>``, each write durable on return.
 
-    A write goes to ``.<hex>.<random>.tmp`` in the chunk's directory, is fsynced, renamed into
-    place with :func:`os.replace`, and the directory is fsynced. New directories are fsynced
-    into their parents before anything is renamed into them. All file I/O and hashing runs in
-    two thread pools of ``threads`` workers each: one for writes and deletes (parallel fsyncs
-    are much faster than serial ones), one for reads, listing and verification, so reads do not
-    queue behind fsyncs.
+    A write goes to ``.<hex>.<process>.<random>.tmp`` in the chunk's leaf directory, is
+    fsynced, renamed into place with :func:`os.replace`, and the leaf directory is fsynced. A
+    directory created on the way (``ab`` or ``ab/cd``) is fsynced into its parent after that
+    and before the put returns (fsyncing it before the write would cost one more sequential
+    journal commit per new directory; only that every fsync is done before the put is
+    acknowledged matters). All file I/O and hashing runs in two thread pools of ``threads``
+    workers each: one for writes and deletes (parallel fsyncs are much faster than serial
+    ones: the filesystem commits them together), one for reads, listing and verification, so
+    reads do not queue behind fsyncs. (Temporary files in one shared directory, renamed
+    across directories, cost 20% of PUT throughput and more kernel CPU: docs/performance.md.)
 
-    Startup (run in the pool on the first call, or by :meth:`open`) creates the directories
-    and removes leftover ``*.tmp`` files, which are garbage from a crash; that scans every chunk
-    directory. One process per ``root``: two processes sharing a root would delete each
-    other's temporary files at startup.
+    Startup (run in the pool on the first call, or by :meth:`open`) creates the directories;
+    its cost does not depend on the number of chunks. A clean :meth:`close` leaves a mark
+    (the directory ``chunks/.clean``) that startup removes: without it (a crash, or a store
+    from an older version) leftover ``*.tmp`` files of interrupted writes may sit in leaf
+    directories, and a background sweep removes them (it scans every leaf, but startup does
+    not wait for it). Leftovers are never listed as chunks. One process per ``root``.
+
+    Which directory entries are known durable is tracked per process: the ``chunks``
+    directory is fsynced at startup (so every ``ab`` entry then present is durable), an
+    ``ab`` directory is fsynced once before a put into one of its pre-existing leaves returns
+    (a previous process may have died between creating a leaf and fsyncing its parent), and
+    a leaf once before a put that found its chunk already there returns (the same, for a
+    renamed-in chunk).
 
     Concurrent puts of the same id in this process are coalesced into one write. Deleting an id
     while it is being put is a race that the caller (garbage collection) must prevent.
@@ -201,14 +231,27 @@ class DirectoryChunkStore:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self._root = Path(root)
         self._chunks = str(self._root / "chunks")
+        self._clean_mark = os.path.join(self._chunks, _CLEAN_MARK)
+        # In the name of every temporary file of this process: the leftover sweep after a crash
+        # removes the temporary files of other (earlier) processes only.
+        self._incarnation = secrets.token_hex(4)
+        self._sweep: Future[bool] | None = None
         self._write_pool = ThreadPoolExecutor(threads, thread_name_prefix="chunkstore-write")
         self._read_pool = ThreadPoolExecutor(threads, thread_name_prefix="chunkstore-read")
         self._startup: asyncio.Future[None] | None = None
         self._closed = False
         # Puts in flight, by id: a second put of the same id waits for the first.
         self._inflight: dict[bytes, asyncio.Future[None]] = {}
-        # Directories (keys "ab" and "abcd") whose entry in their parent is known durable.
+        # Directory entries known durable: "ab" (its entry in chunks/) and "abcd" (its entry
+        # in ab/). Only ever added to after the fsync that made them so has returned.
         self._linked: set[str] = set()
+        # "ab" directories fsynced by this process: every leaf a previous process created in
+        # them is durably linked.
+        self._ab_synced: set[str] = set()
+        # Directories ("ab", "abcd") created by this process; guarded by _dirs_lock so that a
+        # put finding a directory just created by another put does not take it for an old one.
+        self._created: set[str] = set()
+        self._dirs_lock = threading.Lock()
         # Leaf directories ("abcd") fsynced by this process, so that every entry a previous
         # process left there (perhaps renamed in but never fsynced) is durable.
         self._flushed: set[str] = set()
@@ -326,6 +369,15 @@ class DirectoryChunkStore:
     def _shutdown_pools(self) -> None:
         self._write_pool.shutdown(wait=True)
         self._read_pool.shutdown(wait=True)
+        startup = self._startup
+        if startup is None or not startup.done() or startup.cancelled() or startup.exception():
+            return
+        sweep = self._sweep
+        if sweep is None or (sweep.done() and sweep.exception() is None and sweep.result()):
+            # every write is finished and no leaf holds a temporary file: the next startup
+            # need not look for any
+            _mkdir_if_missing(self._clean_mark)
+            _fsync_dir(self._chunks)
 
     # -- blocking work, in the pools ----------------------------------------------------------
 
@@ -335,61 +387,81 @@ class DirectoryChunkStore:
     def _startup_sync(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
         _mkdir_if_missing(self._chunks)
-        for directory in (self._root.parent, self._root, Path(self._chunks)):
-            _fsync_dir(str(directory))
-        # The chunks directory was fsynced above, so every "ab" entry in it is durable; fsyncing
-        # each "ab" directory makes its "cd" entries durable too (a previous process may have
-        # died before doing so). That is at most 256 fsyncs, and spares the first put into
-        # each existing leaf directory an fsync of its parent.
+        clean = os.path.isdir(self._clean_mark)
+        if clean:
+            os.rmdir(self._clean_mark)  # durable below: a crash from now on will be seen
+        # Every "ab" entry now in chunks/ is durable once chunks/ is fsynced.
+        for directory in (str(self._root.parent), str(self._root), self._chunks):
+            _fsync_dir(directory)
+        self._linked.update(_sorted_entries(self._chunks, _is_fanout_name))
+        if not clean and self._linked:  # (an empty store has nothing to sweep)
+            # A crash (or a store from a version without the mark) may have left temporary
+            # files in leaf directories: remove them in the background (that scans every leaf
+            # directory, so its cost grows with the number of chunks; startup does not wait).
+            self._sweep = self._read_pool.submit(self._sweep_sync)
+
+    def _sweep_sync(self) -> bool:
+        """Remove the temporary files earlier processes left in the leaf directories. False if
+        interrupted by :meth:`close`."""
+        mine = f".{self._incarnation}."
+
+        def leftover(name: str) -> bool:
+            return name.endswith(_TMP_SUFFIX) and mine not in name
+
         for ab in _sorted_entries(self._chunks, _is_fanout_name):
             ab_path = os.path.join(self._chunks, ab)
-            self._linked.add(ab)
             for cd in _sorted_entries(ab_path, _is_fanout_name):
-                self._remove_tmp_files(os.path.join(ab_path, cd))
-                self._linked.add(ab + cd)
-            _fsync_dir(ab_path)
-
-    @staticmethod
-    def _remove_tmp_files(leaf: str) -> None:
-        fd = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            with os.scandir(fd) as entries:
-                garbage = [e.name for e in entries if e.name.endswith(_TMP_SUFFIX)]
-            for name in garbage:
+                if self._closed:
+                    return False
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=fd)
-        finally:
-            os.close(fd)
+                    _remove_files(os.path.join(ab_path, cd), leftover)
+        return True
 
-    def _ensure_linked(self, ab: str, cd: str) -> str:
-        """Create the chunk's directories if needed and make their entries durable."""
-        leaf_key = ab + cd
-        ab_path = os.path.join(self._chunks, ab)
-        leaf = os.path.join(ab_path, cd)
-        if leaf_key in self._linked:
-            return leaf
+    def _mkdir(self, path: str, key: str) -> None:
+        """Create the directory if missing, noting that this process created it."""
+        with self._dirs_lock:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                return
+            self._created.add(key)
+
+    def _link_parents(self, ab: str, leaf_key: str) -> None:
+        """Make the entries of the chunk's leaf directory and of its parent durable: the
+        rename into the leaf has been fsynced; now its directories' own entries."""
+        if leaf_key not in self._linked:
+            with self._dirs_lock:
+                covered = ab in self._ab_synced and leaf_key not in self._created
+            if not covered:
+                _fsync_dir(os.path.join(self._chunks, ab))
+                self._ab_synced.add(ab)
+            self._linked.add(leaf_key)
         if ab not in self._linked:
-            _mkdir_if_missing(ab_path)
+            # created by this process (startup linked every older one)
             _fsync_dir(self._chunks)
             self._linked.add(ab)
-        _mkdir_if_missing(leaf)
-        _fsync_dir(ab_path)
-        self._linked.add(leaf_key)
-        return leaf
 
     def _put_sync(self, chunk_id: bytes, data: bytes | memoryview, verified: bool) -> None:
         if not verified:
             _verify(chunk_id, data)
         hex_id = chunk_id.hex()
-        leaf_key = hex_id[0:4]
-        leaf = self._ensure_linked(hex_id[0:2], hex_id[2:4])
+        ab, leaf_key = hex_id[0:2], hex_id[0:4]
+        ab_path = os.path.join(self._chunks, ab)
+        leaf = os.path.join(ab_path, hex_id[2:4])
         final = os.path.join(leaf, hex_id)
         if os.path.isfile(final):
             if leaf_key not in self._flushed:
                 _fsync_dir(leaf)
                 self._flushed.add(leaf_key)
+            self._link_parents(ab, leaf_key)
             return
-        tmp = os.path.join(leaf, f".{hex_id}.{secrets.token_hex(8)}{_TMP_SUFFIX}")
+        if leaf_key not in self._linked:
+            if ab not in self._linked:
+                self._mkdir(ab_path, ab)
+            self._mkdir(leaf, leaf_key)
+        tmp = os.path.join(
+            leaf, f".{hex_id}.{self._incarnation}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+        )
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         renamed = False
         try:
@@ -403,12 +475,16 @@ class DirectoryChunkStore:
                 os.close(fd)
             os.replace(tmp, final)
             renamed = True
-        finally:
-            if not renamed:
+            _fsync_dir(leaf)
+        except BaseException:
+            if renamed:
+                self._flushed.discard(leaf_key)  # an entry now there may not be durable
+            else:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-        _fsync_dir(leaf)
+            raise
         self._flushed.add(leaf_key)
+        self._link_parents(ab, leaf_key)
 
     def _get_sync(self, chunk_id: bytes) -> bytes:
         try:

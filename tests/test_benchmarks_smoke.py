@@ -133,6 +133,7 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
             str(tmp_path / "work"),
             "--json",
             str(report_path),
+            "--cluster",
         ],
         env=server_env(),
         capture_output=True,
@@ -163,8 +164,17 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
         assert figures[name]["median"] > 0 or name.startswith("cpu_"), name
         assert {"min", "max", "runs", "unit", "ratio"} <= set(figures[name]), name
     assert figures["put_1g_new_mb_s"]["ratio"] > 0
+    for name in ("cluster_put_1g_new_mb_s", "cluster_put_1g_known_mb_s", "cluster_get_1g_mb_s"):
+        assert figures[name]["median"] > 0 and figures[name]["ratio"] > 0, name
     for name in ("md5_mb_s", "blake3_mb_s", "durable_writes_mb_s", "put_1g_mb_s", "get_1g_mb_s"):
         assert report["ceilings"][name]["median"] > 0, name
-    assert {t["name"] for t in report["targets"]} >= {"put_new", "get", "list_page", "copy_1g"}
+    assert {t["name"] for t in report["targets"]} >= {
+        "put_new",
+        "get",
+        "list_page",
+        "copy_1g",
+        "cluster_put_new",
+        "cluster_get",
+    }
     assert report["peak_rss_mib"] > 0
     assert "put_1g_new_mb_s" in out.stdout and "PUT new data" in out.stdout

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,16 +322,19 @@ async def test_directory_corrupt_put_leaves_no_file(
 
 
 async def test_directory_startup_removes_tmp_leftovers(tmp_path: Path, rng: random.Random) -> None:
+    """After a crash (no clean-shutdown mark) leftover temporary files are never listed, and a
+    background sweep removes them; startup does not wait for it."""
     root = tmp_path / "store"
     first = await DirectoryChunkStore.open(root)
     chunk_id, data = _chunk(rng)
     await first.put(chunk_id, data)
     await first.close()
+    (root / "chunks" / ".clean").rmdir()  # as if the process had died
 
     leaf = first.path_of(chunk_id).parent
     leftovers = [
-        leaf / f".{chunk_id.hex()}.0123456789abcdef.tmp",
-        leaf / ".aa.tmp",
+        leaf / f".{chunk_id.hex()}.0123456789abcdef.tmp",  # an older version's name
+        leaf / f".{chunk_id.hex()}.01234567.89abcdef.tmp",
         root / "chunks" / "00" / "00" / f".{'00' * 32}.ffff.tmp",
     ]
     leftovers[-1].parent.mkdir(parents=True, exist_ok=True)
@@ -339,11 +344,36 @@ async def test_directory_startup_removes_tmp_leftovers(tmp_path: Path, rng: rand
     second = DirectoryChunkStore(root)  # startup runs on first use
     try:
         assert await second.get(chunk_id) == data
-        assert not any(path.exists() for path in leftovers)
-        assert _files(root) == [second.path_of(chunk_id)]
         assert await second.list_ids() == [chunk_id]
+        assert await second.usage() == StoreUsage(count=1, bytes=len(data))
+        deadline = time.monotonic() + 10
+        while any(path.exists() for path in leftovers):
+            assert time.monotonic() < deadline, "the leftover sweep did not finish"
+            await asyncio.sleep(0.01)
+        assert _files(root) == [second.path_of(chunk_id)]
     finally:
         await second.close()
+
+
+async def test_directory_startup_after_clean_close_reads_no_leaf(
+    tmp_path: Path, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean close leaves a mark: the next startup lists no leaf directory."""
+    root = tmp_path / "store"
+    first = await DirectoryChunkStore.open(root)
+    await first.put_many([_chunk(rng, 16) for _ in range(500)])
+    await first.close()
+    scanned: list[object] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path: Any = ".") -> Any:
+        scanned.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    second = await DirectoryChunkStore.open(root)
+    await second.close()
+    assert scanned == []
 
 
 async def test_directory_chunk_survives_reopening(tmp_path: Path, rng: random.Random) -> None:
