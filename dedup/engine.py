@@ -76,7 +76,7 @@ class GcResult:
 
 class Engine:
     INLINE_MAX = 4096  # objects up to this size live in their record, never as chunks
-    READ_AHEAD = 4  # chunks fetched ahead of the client on GET
+    READ_AHEAD = 4  # chunks fetched ahead of the client on GET (default)
 
     def __init__(
         self,
@@ -86,8 +86,12 @@ class Engine:
         inline_max: int = INLINE_MAX,
         hash_threads: int = 8,
         inflight_bytes: int = 32 * 1024 * 1024,
+        read_ahead: int = READ_AHEAD,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if read_ahead < 1:
+            raise ValueError("read_ahead must be >= 1")
+        self.read_ahead = read_ahead
         self.index = index
         self.store = store
         self.inline_max = inline_max
@@ -171,7 +175,7 @@ class Engine:
         nxt = first
         try:
             for _ in range(first, last):
-                while nxt < last and len(window) < self.READ_AHEAD:
+                while nxt < last and len(window) < self.read_ahead:
                     window.append(asyncio.ensure_future(fetch(rec.chunks[nxt][0])))
                     nxt += 1
                 data = await window.pop(0)

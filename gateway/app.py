@@ -36,9 +36,17 @@ log = structlog.get_logger("s3dedup")
 def open_engine(config: Config, store: ChunkStore | None = None) -> Engine:
     """The engine on ``DATA/index``, with ``store`` (default: the local ``DATA/store``)."""
     index = Index(config.data / "index", config.chunker)
+    # a node is a network round trip away: fetch further ahead than from a local disk
+    read_ahead = config.read_ahead or (4 if store is None else 12)
     if store is None:
         store = DirectoryChunkStore(config.data / "store")
-    return Engine(index, store, inline_max=config.inline_max, inflight_bytes=config.inflight_bytes)
+    return Engine(
+        index,
+        store,
+        inline_max=config.inline_max,
+        inflight_bytes=config.inflight_bytes,
+        read_ahead=read_ahead,
+    )
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:

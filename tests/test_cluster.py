@@ -337,6 +337,7 @@ def test_a_lost_node_is_repaired_then_reconciled_when_it_returns(tmp_path: Path)
             s3.put_object(Bucket="bkt", Key=key, Body=body)
         indexed = {i for node in nodes for i in _node_ids(node)}
         assert json.loads(gateway.admin("stats", "--json").stdout)["chunks"] == len(indexed) > 5
+        held0 = _node_ids(nodes[0])
 
         nodes[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         nodes[0].proc.wait()  # type: ignore[union-attr]
@@ -354,9 +355,24 @@ def test_a_lost_node_is_repaired_then_reconciled_when_it_returns(tmp_path: Path)
         lines = again.stdout.strip().splitlines()
         assert lines[-1] == "repair: done: 0 under replicated", lines
 
-        nodes[0].start()  # it comes back with copies the index no longer places on it
+        # while it is away, objects are deleted and GC deletes their chunks on the live nodes
+        gone = {"multi-chunk", "dedup-a"}
+        for key in gone:
+            s3.delete_object(Bucket="bkt", Key=key)
+        gc = gateway.admin("gc", "--grace", "0")
+        assert gc.returncode == 0 and json.loads(gc.stdout)["chunks_deleted"] > 0, gc.stdout
+        still = {i for n in live for i in _node_ids(n)}
+        orphans = indexed - still
+        assert orphans & held0  # copies the absent node holds of chunks the index forgot
+
+        # it comes back holding copies the index no longer places on it (repaired elsewhere)
+        # and copies of chunks the index no longer knows (GC'd): all are removed
+        nodes[0].start()
         wait_for("the returning node reconciled", lambda: not _node_ids(nodes[0]))
         report = gateway.fsck()
         assert report["ok"] and report["stray_copies"] == 0, report
-        assert report["placed_copies"] == 2 * len(indexed)
+        assert report["placed_copies"] == 2 * len(still)
+        for key, body in objects.items():
+            if key not in gone:
+                assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
         s3.close()
