@@ -11,7 +11,6 @@ bounded number in flight. The caller commits the object (rule 2) or calls :meth:
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import itertools
 import os
@@ -175,6 +174,7 @@ class Ingest:
                 if digesting is not None:
                     await digesting
                     digesting = None
+                held = 0  # intake bytes given back once this batch is hashed and pinned
                 if size <= self.INLINE_HASH and not self._chunker.cuts_after(size):
                     # a small body (or a short network read): hashing it here costs less than
                     # two thread hand-offs, and the chunker only buffers it (no cut)
@@ -184,16 +184,20 @@ class Ingest:
                 else:
                     digesting = loop.run_in_executor(pool, self._digest, batch)
                     chunks = await loop.run_in_executor(pool, self._cut, batch, False)
-                    # The batch's intake goes back as soon as MD5 is done with it too; never
-                    # later (waiting for the next batch could hold it while every client
-                    # waits for intake: a deadlock across uploads).
-                    digesting.add_done_callback(functools.partial(self._digested, size))
+                    held = size
                 if handling is not None:
                     await handling
                     handling = None
                 if chunks:
                     self._emitted = True
                     handling = asyncio.ensure_future(self._handle(chunks))
+                if held:
+                    # The batch's intake goes back when MD5 is done with it and its chunks are
+                    # pinned and handed to the sends (which count them in the write budget):
+                    # its bytes stay counted while they are held. Never later: waiting for
+                    # the next batch could hold it while every client waits for intake (a
+                    # deadlock across uploads); pinning and sending never wait for intake.
+                    self._release_when_done(held, digesting, handling)
             if digesting is not None:
                 await digesting
                 digesting = None
@@ -298,8 +302,22 @@ class Ingest:
             self._send_slots.release()
             self.engine.write_budget.release(len(data))
 
-    def _digested(self, n: int, _: asyncio.Future[None]) -> None:
-        self._unqueue(min(n, self._queued))  # (all of it is released when the worker ends)
+    def _release_when_done(self, n: int, *jobs: asyncio.Future[None] | None) -> None:
+        """Give ``n`` intake bytes back once every job has ended (all of it is released when
+        the worker ends anyway)."""
+        waiting = [j for j in jobs if j is not None]
+        left = len(waiting)
+
+        def one_done(_: asyncio.Future[None]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                self._unqueue(min(n, self._queued))
+
+        for job in waiting:
+            job.add_done_callback(one_done)
+        if not waiting:
+            self._unqueue(min(n, self._queued))
 
     def _unqueue(self, n: int) -> None:
         if n:

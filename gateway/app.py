@@ -37,7 +37,7 @@ def open_engine(config: Config, store: ChunkStore | None = None) -> Engine:
     """The engine on ``DATA/index``, with ``store`` (default: the local ``DATA/store``)."""
     index = Index(config.data / "index", config.chunker)
     # a node is a network round trip away: fetch further ahead than from a local disk
-    read_ahead = config.read_ahead or (4 if store is None else 12)
+    read_ahead = config.read_ahead or (8 if store is None else 12)
     if store is None:
         store = DirectoryChunkStore(config.data / "store")
     return Engine(

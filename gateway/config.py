@@ -27,7 +27,7 @@ class Config:
     gc_interval: float = 600.0  # seconds between background GC runs (0: never)
     presign_max_expires: int = 604800
     inflight_bytes: int = 32 * 1024 * 1024  # upload bytes held in memory at most (backpressure)
-    read_ahead: int = 0  # chunks a GET fetches ahead of the client (0: 4 embedded, 12 cluster)
+    read_ahead: int = 0  # chunks a GET fetches ahead of the client (0: 8 embedded, 12 cluster)
     upload_expiry: float = 7 * 24 * 3600.0  # multipart uploads idle longer are aborted
     trim_interval: float = 5.0  # seconds between giving free memory back to the OS when idle
     shutdown_timeout: float = 30.0  # seconds requests in flight get to finish on SIGTERM
