@@ -38,6 +38,7 @@ __all__ = [
     "Placement",
     "StoreUsage",
     "chunk_id_of",
+    "fsync_dir",
 ]
 
 CHUNK_ID_SIZE = 32
@@ -151,7 +152,7 @@ async def _gather_all(aws: Sequence[asyncio.Future[Any]]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -377,7 +378,7 @@ class DirectoryChunkStore:
             # every write is finished and no leaf holds a temporary file: the next startup
             # need not look for any
             _mkdir_if_missing(self._clean_mark)
-            _fsync_dir(self._chunks)
+            fsync_dir(self._chunks)
 
     # -- blocking work, in the pools ----------------------------------------------------------
 
@@ -392,7 +393,7 @@ class DirectoryChunkStore:
             os.rmdir(self._clean_mark)  # durable below: a crash from now on will be seen
         # Every "ab" entry now in chunks/ is durable once chunks/ is fsynced.
         for directory in (str(self._root.parent), str(self._root), self._chunks):
-            _fsync_dir(directory)
+            fsync_dir(directory)
         self._linked.update(_sorted_entries(self._chunks, _is_fanout_name))
         if not clean and self._linked:  # (an empty store has nothing to sweep)
             # A crash (or a store from a version without the mark) may have left temporary
@@ -433,12 +434,12 @@ class DirectoryChunkStore:
             with self._dirs_lock:
                 covered = ab in self._ab_synced and leaf_key not in self._created
             if not covered:
-                _fsync_dir(os.path.join(self._chunks, ab))
+                fsync_dir(os.path.join(self._chunks, ab))
                 self._ab_synced.add(ab)
             self._linked.add(leaf_key)
         if ab not in self._linked:
             # created by this process (startup linked every older one)
-            _fsync_dir(self._chunks)
+            fsync_dir(self._chunks)
             self._linked.add(ab)
 
     def _put_sync(self, chunk_id: bytes, data: bytes | memoryview, verified: bool) -> None:
@@ -451,7 +452,7 @@ class DirectoryChunkStore:
         final = os.path.join(leaf, hex_id)
         if os.path.isfile(final):
             if leaf_key not in self._flushed:
-                _fsync_dir(leaf)
+                fsync_dir(leaf)
                 self._flushed.add(leaf_key)
             self._link_parents(ab, leaf_key)
             return
@@ -475,7 +476,7 @@ class DirectoryChunkStore:
                 os.close(fd)
             os.replace(tmp, final)
             renamed = True
-            _fsync_dir(leaf)
+            fsync_dir(leaf)
         except BaseException:
             if renamed:
                 self._flushed.discard(leaf_key)  # an entry now there may not be durable
@@ -501,7 +502,7 @@ class DirectoryChunkStore:
             os.unlink(path)
         except FileNotFoundError:
             return False
-        _fsync_dir(os.path.dirname(path))
+        fsync_dir(os.path.dirname(path))
         return True
 
     def _list_sync(self, after_hex: str, limit: int) -> list[bytes]:

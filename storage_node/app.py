@@ -35,7 +35,13 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from dedup.store import ChunkCorrupt, ChunkNotFound, DirectoryChunkStore, chunk_id_of
+from dedup.store import (
+    ChunkCorrupt,
+    ChunkNotFound,
+    DirectoryChunkStore,
+    chunk_id_of,
+    fsync_dir,
+)
 from storage_node import summary as summary_mod
 from storage_node.protocol import (
     CORRUPT,
@@ -153,11 +159,7 @@ def load_or_create_node_id(directory: Path) -> str:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(str(directory))
     return node_id
 
 
@@ -166,14 +168,6 @@ def _file_size(path: Path) -> int | None:
         return path.stat().st_size
     except FileNotFoundError:
         return None
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _scrub_file(path: str, chunk_id: bytes, quarantine: str) -> tuple[int, bool] | None:
@@ -200,13 +194,13 @@ def _scrub_file(path: str, chunk_id: bytes, quarantine: str) -> tuple[int, bool]
     except FileExistsError:
         pass
     else:
-        _fsync_dir(os.path.dirname(quarantine))
+        fsync_dir(os.path.dirname(quarantine))
     try:
         os.rename(path, os.path.join(quarantine, chunk_id.hex()))
     except FileNotFoundError:
         return None
-    _fsync_dir(os.path.dirname(path))
-    _fsync_dir(quarantine)
+    fsync_dir(os.path.dirname(path))
+    fsync_dir(quarantine)
     return size, True
 
 
