@@ -68,6 +68,7 @@ class Ingest:
         lists are concatenated). ``token``: pin under a token the caller already uses."""
         self.engine = engine
         self.token = token or self.new_token()
+        self.token_shared = token is not None  # the caller pins under it too
         self._inline_max = engine.inline_max if inline else -1
         self._md5 = hashlib.md5()
         self._checksums = {a: new_checksum(a) for a in checksum_algorithms}
@@ -80,7 +81,11 @@ class Ingest:
         self._sends: set[asyncio.Task[None]] = set()
         self._send_slots = asyncio.Semaphore(self.SENDS_IN_FLIGHT)
         self._send_error: BaseException | None = None  # the first failed chunk write
-        self._worker = asyncio.get_running_loop().create_task(self._run())
+        # The pipeline (a task and a queue) starts with the first block that could not live
+        # inline; until then blocks wait here, and a small object never starts it.
+        self._worker: asyncio.Task[None] | None = None
+        self._small: list[bytes] = []
+        self._small_size = 0
         self._released = False
         self._queued = 0  # budget bytes of blocks written and not yet hashed
 
@@ -95,10 +100,33 @@ class Ingest:
         in-flight byte budget is full (backpressure to the client)."""
         await self.engine.intake_budget.acquire(len(data))
         self._queued += len(data)
+        if self._worker is None:
+            if self._small_size + len(data) <= self._inline_max:
+                self._small.append(data)
+                self._small_size += len(data)
+                return
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+            small, self._small = self._small, []
+            for block in small:
+                await self._enqueue(block)
         await self._enqueue(data)
 
     async def finish(self) -> IngestResult:
         """End of body: flush the chunker, wait for every chunk to be durable."""
+        if self._worker is None:  # a small object: hashed here, no task, no thread, no pin
+            self._digest(self._small)
+            head = b"".join(self._small)
+            self._small = []
+            self._unqueue(self._queued)
+            return IngestResult(
+                size=len(head),
+                md5=self._md5.digest(),
+                checksums={a: c.digest() for a, c in self._checksums.items()},
+                chunks=[],
+                inline=head,
+                stored={},
+                token=self.token,
+            )
         await self._enqueue(None)
         await self._worker
         return IngestResult(
@@ -113,6 +141,7 @@ class Ingest:
 
     async def _enqueue(self, item: bytes | None) -> None:
         # Never block on a full queue once the worker is gone (it failed): re-raise instead.
+        assert self._worker is not None
         if self._worker.done():
             self._worker.result()  # re-raise the pipeline's failure
             raise RuntimeError("ingest already finished")
@@ -133,6 +162,13 @@ class Ingest:
         has started whatever its caller does (DirectoryChunkStore shields it), and a write
         landing after the pins are released could race GC and leave a chunk file the index
         does not know (or, worse, recreate one GC is deleting)."""
+        if self._worker is None:  # nothing was hashed, pinned or sent
+            self._small = []
+            self._unqueue(self._queued)
+            if self.token_shared:
+                await self.release()
+            self._released = True
+            return
         if not self._worker.done():
             self._worker.cancel()
         await asyncio.gather(self._worker, return_exceptions=True)
