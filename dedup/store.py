@@ -37,6 +37,7 @@ __all__ = [
     "MemoryChunkStore",
     "Placement",
     "StoreUsage",
+    "check_chunk_id",
     "chunk_id_of",
     "fsync_dir",
 ]
@@ -122,7 +123,8 @@ def chunk_id_of(data: bytes | memoryview) -> bytes:
     return bytes(blake3.blake3(data).digest())
 
 
-def _check_id(chunk_id: bytes) -> None:
+def check_chunk_id(chunk_id: bytes) -> None:
+    """Raise ValueError unless ``chunk_id`` is 32 bytes (every store checks its ids)."""
     if not isinstance(chunk_id, bytes) or len(chunk_id) != CHUNK_ID_SIZE:
         raise ValueError(f"a chunk id is exactly {CHUNK_ID_SIZE} bytes, got {chunk_id!r}")
 
@@ -276,13 +278,13 @@ class DirectoryChunkStore:
 
     def path_of(self, chunk_id: bytes) -> Path:
         """Where the chunk's file is (whether or not it exists)."""
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         return Path(self._path(chunk_id.hex()))
 
     # -- public API ---------------------------------------------------------------------------
 
     async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         await self._ready()
         verified = False
         while True:
@@ -307,21 +309,21 @@ class DirectoryChunkStore:
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         for chunk_id, _ in items:
-            _check_id(chunk_id)
+            check_chunk_id(chunk_id)
         await _gather_all([asyncio.ensure_future(self.put(cid, data)) for cid, data in items])
 
     async def get(self, chunk_id: bytes) -> bytes:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         await self._ready()
         return await self._run(self._read_pool, self._get_sync, chunk_id)
 
     async def has(self, chunk_id: bytes) -> bool:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         await self._ready()
         return await self._run(self._read_pool, os.path.isfile, self._path(chunk_id.hex()))
 
     async def delete(self, chunk_id: bytes) -> bool:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         await self._ready()
         return await self._run(self._write_pool, self._delete_sync, chunk_id)
 
@@ -559,7 +561,7 @@ class MemoryChunkStore:
         self._closed = False
 
     async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         body = bytes(data)
         await asyncio.to_thread(_verify, chunk_id, body)
@@ -569,11 +571,11 @@ class MemoryChunkStore:
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes | memoryview]]) -> None:
         for chunk_id, _ in items:
-            _check_id(chunk_id)
+            check_chunk_id(chunk_id)
         await _gather_all([asyncio.ensure_future(self.put(cid, data)) for cid, data in items])
 
     async def get(self, chunk_id: bytes) -> bytes:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         try:
             data = self._chunks[chunk_id]
@@ -583,12 +585,12 @@ class MemoryChunkStore:
         return data
 
     async def has(self, chunk_id: bytes) -> bool:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         return chunk_id in self._chunks
 
     async def delete(self, chunk_id: bytes) -> bool:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         return self._chunks.pop(chunk_id, None) is not None
 

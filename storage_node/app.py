@@ -374,11 +374,7 @@ class Node:
     def status(self) -> dict[str, Any]:
         _, summary = self._parts()
         return {
-            "id": self.node_id,
-            "url": self.config.url,
-            "capacity": self.capacity,
-            "used": summary.bytes,
-            "count": summary.count,
+            **self.heartbeat_body(),
             "in_flight": self.in_flight,
             "requests": dict(self.requests),
             "summary": self.summary_source,

@@ -24,6 +24,7 @@ from dedup.store import (
     ChunkNotFound,
     Placement,
     StoreUsage,
+    check_chunk_id,
     chunk_id_of,
 )
 from storage_node.protocol import (
@@ -38,7 +39,7 @@ from storage_node.protocol import (
     frame_header,
 )
 
-__all__ = ["NodeAuthError", "NodeClient", "NodeError", "ScrubPage", "make_session"]
+__all__ = ["NODE_FAILURES", "NodeAuthError", "NodeClient", "NodeError", "ScrubPage", "make_session"]
 
 # Chunks are grouped into /batch/put requests of about this many bytes (or this many chunks):
 # the number of requests grows with the bytes sent, not with the number of chunks.
@@ -58,6 +59,11 @@ class NodeError(Exception):
 
 class NodeAuthError(NodeError):
     """The node refused the cluster secret (401/403)."""
+
+
+# What a node failing looks like to its callers (a missing or damaged copy is not a failure
+# of the node: ChunkNotFound / ChunkCorrupt are handled on their own).
+NODE_FAILURES = (aiohttp.ClientError, TimeoutError, OSError, NodeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +92,6 @@ def make_session(
         total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
     )
     return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
-
-
-def _check_id(chunk_id: bytes) -> None:
-    if not isinstance(chunk_id, bytes) or len(chunk_id) != CHUNK_ID_SIZE:
-        raise ValueError(f"a chunk id is exactly {CHUNK_ID_SIZE} bytes, got {chunk_id!r}")
 
 
 def _body(data: bytes | memoryview) -> bytes | io.BytesIO:
@@ -150,7 +151,7 @@ class NodeClient:
     async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
         """Durable on the node when this returns. Under load, concurrent puts are coalesced
         into ``/batch/put`` requests: the request count grows with bytes, not chunks."""
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         if len(data) > MAX_CHUNK_SIZE:
             raise ValueError(f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
@@ -200,7 +201,7 @@ class NodeClient:
     ) -> None:
         try:
             outcomes = await self._batch_put([(h, d) for h, d, _ in batch])
-        except (aiohttp.ClientError, TimeoutError, OSError, NodeError) as exc:
+        except NODE_FAILURES as exc:
             for _, _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
@@ -222,7 +223,7 @@ class NodeClient:
         """Put every item, in /batch/put requests of about ``batch_bytes`` each (a few in
         parallel); then raise the first failure in ``items`` order, if any."""
         for chunk_id, data in items:
-            _check_id(chunk_id)
+            check_chunk_id(chunk_id)
             if len(data) > MAX_CHUNK_SIZE:
                 raise ValueError(f"a chunk is at most {MAX_CHUNK_SIZE} bytes")
         self._check_open()
@@ -260,7 +261,7 @@ class NodeClient:
                 raise error
 
     async def get(self, chunk_id: bytes) -> bytes:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         async with self._request("GET", f"/chunks/{chunk_id.hex()}") as resp:
             data = await resp.read()
@@ -272,7 +273,7 @@ class NodeClient:
         return await _verified(chunk_id, data)
 
     async def has(self, chunk_id: bytes) -> bool:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         async with self._request("HEAD", f"/chunks/{chunk_id.hex()}") as resp:
             if resp.status == 404:
@@ -281,7 +282,7 @@ class NodeClient:
             return True
 
     async def delete(self, chunk_id: bytes) -> bool:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         self._check_open()
         async with self._request("DELETE", f"/chunks/{chunk_id.hex()}") as resp:
             await resp.read()
@@ -344,7 +345,7 @@ class NodeClient:
         """Many chunks in one streamed request per ``MAX_BATCH_IDS`` ids, each verified end to
         end; a missing or damaged chunk is an exception object in its place, not raised."""
         for chunk_id in chunk_ids:
-            _check_id(chunk_id)
+            check_chunk_id(chunk_id)
         self._check_open()
         out: list[bytes | ChunkNotFound | ChunkCorrupt] = []
         for start in range(0, len(chunk_ids), MAX_BATCH_IDS):
@@ -369,7 +370,7 @@ class NodeClient:
         The answer comes only when the page is done, which at a low rate takes long: this
         request has no read timeout (the session's connect timeouts still apply)."""
         if after is not None:
-            _check_id(after)
+            check_chunk_id(after)
         if not 1 <= limit <= MAX_SCRUB_LIMIT:
             raise ValueError(f"limit must be within 1..{MAX_SCRUB_LIMIT}, got {limit}")
         if rate < 0:
@@ -416,7 +417,7 @@ class NodeClient:
     async def delete_many(self, chunk_ids: Sequence[bytes]) -> list[bool]:
         """Delete many chunks, one request per ``MAX_BATCH_IDS`` ids; True where one existed."""
         for chunk_id in chunk_ids:
-            _check_id(chunk_id)
+            check_chunk_id(chunk_id)
         self._check_open()
         out: list[bool] = []
         for start in range(0, len(chunk_ids), MAX_BATCH_IDS):

@@ -37,14 +37,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import structlog
 from aiohttp import web
 
 from dedup import refcount
 from dedup.records import ChunkRecord, ChunkState
 from dedup.store import ChunkCorrupt, ChunkNotFound
-from gateway.cluster.client import NodeError
+from gateway.cluster.client import NODE_FAILURES
 from gateway.cluster.membership import DOWN, Member
 from gateway.cluster.placement import rank
 from storage_node.protocol import MAX_LIST_LIMIT
@@ -59,7 +58,6 @@ __all__ = ["MAINTAINER", "JobError", "Maintainer", "Progress", "placement_proble
 
 log = structlog.get_logger("s3dedup.maintain")
 
-_NODE_FAILURES = (aiohttp.ClientError, TimeoutError, OSError, NodeError)
 PARALLEL = 8  # chunk copies in flight in one job
 BATCH = 256  # chunks changed under one hold of the moves lock
 SCAN = 4096  # index entries read per scan step (one read transaction)
@@ -318,7 +316,7 @@ class Maintainer:
             except (ChunkNotFound, ChunkCorrupt) as exc:
                 bad.add(member.num)
                 log.warning("bad copy", node=member.id, chunk=h.hex(), error=str(exc))
-            except _NODE_FAILURES as exc:
+            except NODE_FAILURES as exc:
                 log.warning("copy unreadable", node=member.id, chunk=h.hex(), error=repr(exc))
         return None
 
@@ -330,7 +328,7 @@ class Maintainer:
                 continue
             try:
                 await member.client.put(h, data)
-            except _NODE_FAILURES as exc:
+            except NODE_FAILURES as exc:
                 log.warning("copy failed; next node", node=member.id, error=repr(exc))
                 continue
             progress.add("copied")
@@ -342,7 +340,7 @@ class Maintainer:
         try:
             if await member.client.delete(h):
                 progress.add("deleted")
-        except _NODE_FAILURES as exc:  # the copy stays: reconciling the node removes it later
+        except NODE_FAILURES as exc:  # the copy stays: reconciling the node removes it later
             log.warning("delete failed", node=member.id, chunk=h.hex(), error=repr(exc))
 
     async def _each(
@@ -440,7 +438,7 @@ class Maintainer:
     async def _has(self, member: Member, h: bytes) -> bool:
         try:
             return await member.client.has(h)
-        except _NODE_FAILURES:
+        except NODE_FAILURES:
             return False
 
     async def _fix_copies(self, progress: Progress) -> None:
@@ -480,7 +478,7 @@ class Maintainer:
             return
         try:
             await member.client.put(h, data)
-        except _NODE_FAILURES as exc:
+        except NODE_FAILURES as exc:
             log.warning("could not re-copy a damaged copy", node=member.id, error=repr(exc))
             await self._move(h, [], [num])  # the full repair finds it short now
             progress.add("failed")
@@ -605,7 +603,7 @@ class Maintainer:
         else:
             try:
                 await target.client.put(h, data)
-            except _NODE_FAILURES as exc:
+            except NODE_FAILURES as exc:
                 log.warning("move failed", node=target.id, error=repr(exc))
                 progress.add("failed")
                 return
@@ -771,7 +769,7 @@ class Maintainer:
             members = self.membership.up()
             try:
                 await asyncio.gather(*(self._scrub_page(m) for m in members))
-            except _NODE_FAILURES as exc:
+            except NODE_FAILURES as exc:
                 log.warning("background scrub: a node failed", error=repr(exc))
 
     async def _scrub_page(self, member: Member) -> None:
@@ -797,23 +795,29 @@ async def placement_problems(maintainer: Maintainer) -> tuple[list[str], dict[st
             strict=True,
         )
     )
-    problems: list[str] = []
-    counts = {"placed_copies": 0, "stray_copies": 0}
-    placed: set[tuple[bytes, int]] = set()
-    scan = _Scan(maintainer, lambda h, rec: rec.state is ChunkState.STORED)
-    while not scan.done:
-        for h, rec in await scan.next():
-            live = 0
-            for n in rec.replicas:
-                placed.add((h, n))
-                if n in listings:
+    replicas = maintainer.replicas
+
+    def check() -> tuple[list[str], dict[str, int]]:  # a whole-index scan: in a thread
+        problems: list[str] = []
+        live_copies = 0
+        with maintainer.engine.index.read() as txn:
+            for h, raw in txn.prefix("chunks", b""):
+                rec = ChunkRecord.decode(raw)
+                if rec.state is not ChunkState.STORED:
+                    continue
+                live = 0
+                for n in rec.replicas:
+                    if n not in listings:
+                        continue  # a node down: fewer live copies, said below
                     if h in listings[n]:
                         live += 1
                     else:
                         problems.append(f"chunk {h.hex()}: placed on node {n}, which lacks it")
-            counts["placed_copies"] += live
-            if live < maintainer.replicas:
-                problems.append(f"chunk {h.hex()}: {live} live copies of {maintainer.replicas}")
-    for n, ids in listings.items():
-        counts["stray_copies"] += sum((h, n) not in placed for h in ids)
-    return problems, counts
+                live_copies += live
+                if live < replicas:
+                    problems.append(f"chunk {h.hex()}: {live} live copies of {replicas}")
+        listed = sum(len(ids) for ids in listings.values())
+        # every live recorded copy is listed once; whatever else is listed is a stray
+        return problems, {"placed_copies": live_copies, "stray_copies": listed - live_copies}
+
+    return await asyncio.to_thread(check)

@@ -20,11 +20,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import aiohttp
 import structlog
 
-from dedup.store import CHUNK_ID_SIZE, ChunkCorrupt, ChunkNotFound, Placement, StoreUsage
-from gateway.cluster.client import NodeError
+from dedup.store import ChunkCorrupt, ChunkNotFound, Placement, StoreUsage, check_chunk_id
+from gateway.cluster.client import NODE_FAILURES
 from gateway.cluster.membership import Member, Membership
 from gateway.cluster.placement import InsufficientNodes, rank
 
@@ -34,18 +33,9 @@ log = structlog.get_logger("s3dedup.cluster")
 
 T = TypeVar("T")
 
-# What a node failing looks like from here (a damaged or missing copy is not a failure of the
-# node: it is handled on its own).
-_NODE_FAILURES = (aiohttp.ClientError, TimeoutError, OSError, NodeError)
-
 
 class NodesUnavailable(InsufficientNodes):
     """No up node answered for a chunk (all failed, none said "missing"): S3 503 too."""
-
-
-def _check_id(chunk_id: bytes) -> None:
-    if not isinstance(chunk_id, bytes) or len(chunk_id) != CHUNK_ID_SIZE:
-        raise ValueError(f"a chunk id is exactly {CHUNK_ID_SIZE} bytes, got {chunk_id!r}")
 
 
 class ClusterChunkStore:
@@ -58,7 +48,7 @@ class ClusterChunkStore:
         self.suspects: set[tuple[bytes, int]] = set()
 
     async def put(self, chunk_id: bytes, data: bytes | memoryview) -> Placement:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         order = rank(self.membership.writable(), chunk_id)
         if len(order) < self.replicas:
             raise InsufficientNodes(
@@ -73,7 +63,7 @@ class ClusterChunkStore:
                 try:
                     await member.client.put(chunk_id, data)
                     return member.num
-                except _NODE_FAILURES as exc:
+                except NODE_FAILURES as exc:
                     failures.append(f"{member.id}: {exc!r}")
                     log.warning("chunk write failed; next node", node=member.id, error=repr(exc))
             raise InsufficientNodes(
@@ -114,7 +104,7 @@ class ClusterChunkStore:
         return rank(first, chunk_id) + rank([m for m in up if m.num not in recorded], chunk_id)
 
     async def get(self, chunk_id: bytes) -> bytes:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         corrupt = failed = 0
         for member in self.read_order(chunk_id):
             try:
@@ -125,7 +115,7 @@ class ClusterChunkStore:
                 corrupt += 1
                 self.suspects.add((chunk_id, member.num))
                 log.warning("damaged copy; next node", node=member.id, chunk=chunk_id.hex())
-            except _NODE_FAILURES as exc:
+            except NODE_FAILURES as exc:
                 failed += 1
                 log.warning("chunk read failed; next node", node=member.id, error=repr(exc))
         if failed:
@@ -135,7 +125,7 @@ class ClusterChunkStore:
         raise ChunkNotFound(chunk_id.hex())
 
     async def has(self, chunk_id: bytes) -> bool:
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         answers = await self._each(lambda m: m.client.has(chunk_id))
         return any(answers)
 
@@ -143,7 +133,7 @@ class ClusterChunkStore:
         """Delete on the chunk's recorded replicas that are up (on every up node when none is
         recorded). A node down now keeps its copy: reconciling it when it returns removes
         that. Raises after trying all when an up node failed."""
-        _check_id(chunk_id)
+        check_chunk_id(chunk_id)
         recorded = set(self.recorded(chunk_id))
         members = [m for m in self.membership.up() if not recorded or m.num in recorded]
         answers = await self._each(lambda m: m.client.delete(chunk_id), members)
