@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +103,12 @@ class ChunkStore(Protocol):
         rely on). Raises :class:`ChunkNotFound`, or :class:`ChunkCorrupt` on a mismatch."""
         ...
 
+    async def get_many(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
+        """The bodies of ``chunk_ids``, in order, each verified as by :meth:`get`. Raises the
+        first failure in ``chunk_ids`` order. (Sequential reads ask for a few chunks at a
+        time: one hand-off to a reader thread per batch, not per chunk.)"""
+        ...
+
     async def has(self, chunk_id: bytes) -> bool: ...
 
     async def delete(self, chunk_id: bytes) -> bool:
@@ -121,6 +127,18 @@ class ChunkStore(Protocol):
 def chunk_id_of(data: bytes | memoryview) -> bytes:
     """The id of a chunk body: its BLAKE3-256 digest. CPU-bound: call it off the event loop."""
     return bytes(blake3.blake3(data).digest())
+
+
+async def gather_in_order(calls: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Await ``calls`` concurrently; their results in order, or (once all have finished) the
+    first failure in order (the contract of :meth:`ChunkStore.get_many`)."""
+    got = await asyncio.gather(*calls, return_exceptions=True)
+    results: list[_T] = []
+    for item in got:
+        if isinstance(item, BaseException):
+            raise item
+        results.append(item)
+    return results
 
 
 def check_chunk_id(chunk_id: bytes) -> None:
@@ -317,6 +335,18 @@ class DirectoryChunkStore:
         await self._ready()
         return await self._run(self._read_pool, self._get_sync, chunk_id)
 
+    async def get_many(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
+        for chunk_id in chunk_ids:
+            check_chunk_id(chunk_id)
+        await self._ready()
+        return await self._run(self._read_pool, self._get_many_sync, chunk_ids)
+
+    async def run_read(self, fn: Callable[[*_Ts], _T], *args: *_Ts) -> _T:
+        """Run blocking read-side work ``fn(*args)`` (e.g. over :meth:`path_of` files) in the
+        store's reader threads."""
+        await self._ready()
+        return await self._run(self._read_pool, fn, *args)
+
     async def has(self, chunk_id: bytes) -> bool:
         check_chunk_id(chunk_id)
         await self._ready()
@@ -498,6 +528,9 @@ class DirectoryChunkStore:
         _verify(chunk_id, data)
         return data
 
+    def _get_many_sync(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
+        return [self._get_sync(chunk_id) for chunk_id in chunk_ids]
+
     def _delete_sync(self, chunk_id: bytes) -> bool:
         path = self._path(chunk_id.hex())
         try:
@@ -583,6 +616,9 @@ class MemoryChunkStore:
             raise ChunkNotFound(chunk_id.hex()) from None
         _verify(chunk_id, data)  # tests may damage a chunk in place: same contract as disk
         return data
+
+    async def get_many(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
+        return [await self.get(chunk_id) for chunk_id in chunk_ids]
 
     async def has(self, chunk_id: bytes) -> bool:
         check_chunk_id(chunk_id)

@@ -36,8 +36,12 @@ log = structlog.get_logger("s3dedup")
 def open_engine(config: Config, store: ChunkStore | None = None) -> Engine:
     """The engine on ``DATA/index``, with ``store`` (default: the local ``DATA/store``)."""
     index = Index(config.data / "index", config.chunker)
-    # a node is a network round trip away: fetch further ahead than from a local disk
-    read_ahead = config.read_ahead or (8 if store is None else 12)
+    # Chunks asked of the store at once, two such reads in flight. Local disk: 8, one
+    # hand-off to a reader thread (a hand-off per chunk cost more CPU than reading and
+    # hashing the chunk). Cluster: 16, one /batch/get per node holding some of them (a round
+    # trip per chunk kept the gateway waiting). Measured in docs/performance.md.
+    read_batch = config.read_batch or (8 if store is None else 16)
+    read_ahead = config.read_ahead or 2 * read_batch
     if store is None:
         store = DirectoryChunkStore(config.data / "store")
     return Engine(
@@ -46,6 +50,7 @@ def open_engine(config: Config, store: ChunkStore | None = None) -> Engine:
         inline_max=config.inline_max,
         inflight_bytes=config.inflight_bytes,
         read_ahead=read_ahead,
+        read_batch=read_batch,
     )
 
 

@@ -27,7 +27,8 @@ class Config:
     gc_interval: float = 600.0  # seconds between background GC runs (0: never)
     presign_max_expires: int = 604800
     inflight_bytes: int = 32 * 1024 * 1024  # upload bytes held in memory at most (backpressure)
-    read_ahead: int = 0  # chunks a GET fetches ahead of the client (0: 8 embedded, 12 cluster)
+    read_ahead: int = 0  # chunks a GET fetches ahead of the client (0: twice read_batch)
+    read_batch: int = 0  # chunks a GET asks of the store at once (0: 8 embedded, 16 cluster)
     upload_expiry: float = 7 * 24 * 3600.0  # multipart uploads idle longer are aborted
     trim_interval: float = 5.0  # seconds between giving free memory back to the OS when idle
     shutdown_timeout: float = 30.0  # seconds requests in flight get to finish on SIGTERM
@@ -96,6 +97,8 @@ def _check(config: Config) -> Config:
         )
     if config.read_ahead < 0:
         raise ConfigError(f"read_ahead must be >= 0 (0: automatic), got {config.read_ahead}")
+    if config.read_batch < 0:
+        raise ConfigError(f"read_batch must be >= 0 (0: automatic), got {config.read_batch}")
     if config.replicas < 1:
         raise ConfigError(f"replicas must be >= 1, got {config.replicas}")
     for name in ("node_timeout", "node_io_timeout"):

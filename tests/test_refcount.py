@@ -182,6 +182,9 @@ class GatedStore:
     async def get(self, chunk_id: bytes) -> bytes:
         return await self.inner.get(chunk_id)
 
+    async def get_many(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
+        return await self.inner.get_many(chunk_ids)
+
     async def has(self, chunk_id: bytes) -> bool:
         return await self.inner.has(chunk_id)
 
@@ -1008,13 +1011,16 @@ async def test_randomized_restart_recovers(tmp_path: Path) -> None:
     tasks.append(asyncio.create_task(gc_loop()))
     await asyncio.sleep(1.5)
     # the crash: everything stops where it is
+    # (an upload that has not written its first block yet has no pipeline task)
+    workers = [up.ing._worker for up in uploads if up.ing._worker is not None]
     for up in uploads:
         up.task.cancel()
-        up.ing._worker.cancel()
+    for w in workers:
+        w.cancel()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, *(up.task for up in uploads), return_exceptions=True)
-    await asyncio.gather(*(up.ing._worker for up in uploads), return_exceptions=True)
+    await asyncio.gather(*workers, return_exceptions=True)
     await store.settled()  # chunk writes the store had accepted land before the restart
     crash(engine)  # runs what was queued to the index writer: the model sees those commits
     assert len(uploads) > 20

@@ -312,7 +312,7 @@ async def test_batches_of_many_small_chunks_take_few_requests(
     small = [_chunk(rng, rng.randrange(1, 2000)) for _ in range(500)]
     await client.put_many(small)
     ids = [i for i, _ in small]
-    got = await client.get_many([*ids, bytes(32)])
+    got = await client.fetch_many([*ids, bytes(32)])
     assert got[:-1] == [d for _, d in small]
     assert isinstance(got[-1], ChunkNotFound)
     status = await client.status()
@@ -364,7 +364,7 @@ async def test_batch_get_reports_missing_and_damaged(
     damaged = store.path_of(items[1][0])
     damaged.write_bytes(b"bit rot" + damaged.read_bytes()[7:])
     missing = chunk_id_of(b"never stored")
-    got = await client.get_many([items[0][0], items[1][0], missing, items[2][0]])
+    got = await client.fetch_many([items[0][0], items[1][0], missing, items[2][0]])
     assert got[0] == items[0][1]
     assert isinstance(got[1], ChunkCorrupt)
     assert isinstance(got[2], ChunkNotFound)

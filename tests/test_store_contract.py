@@ -471,3 +471,26 @@ async def test_directory_many_concurrent_puts_large(
         assert dir_store.path_of(chunk_id).read_bytes() == data
     assert not [p for p in _files(dir_store.root) if p.name.endswith(".tmp")]
     assert os.listdir(dir_store.root) == ["chunks"]
+
+
+async def test_get_many_in_order(store: ChunkStore, rng: random.Random) -> None:
+    items = [_chunk(rng, rng.randrange(1, 5000)) for _ in range(12)]
+    for chunk_id, data in items:
+        await store.put(chunk_id, data)
+    ids = [h for h, _ in items]
+    bodies = [d for _, d in items]
+    assert await store.get_many(ids) == bodies
+    assert await store.get_many([*ids[::-1], ids[0]]) == [*bodies[::-1], bodies[0]]
+    assert await store.get_many([]) == []
+
+
+async def test_get_many_raises_the_first_failure_in_order(
+    store: ChunkStore, rng: random.Random
+) -> None:
+    held_id, held = _chunk(rng)
+    await store.put(held_id, held)
+    missing_id, _ = _chunk(rng)
+    with pytest.raises(ChunkNotFound, match=missing_id.hex()):
+        await store.get_many([held_id, missing_id, held_id])
+    with pytest.raises(ValueError):
+        await store.get_many([held_id, b"short"])

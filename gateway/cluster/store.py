@@ -22,7 +22,14 @@ from typing import TypeVar
 
 import structlog
 
-from dedup.store import ChunkCorrupt, ChunkNotFound, Placement, StoreUsage, check_chunk_id
+from dedup.store import (
+    ChunkCorrupt,
+    ChunkNotFound,
+    Placement,
+    StoreUsage,
+    check_chunk_id,
+    gather_in_order,
+)
 from gateway.cluster.client import NODE_FAILURES
 from gateway.cluster.membership import Member, Membership
 from gateway.cluster.placement import InsufficientNodes, rank
@@ -105,8 +112,14 @@ class ClusterChunkStore:
 
     async def get(self, chunk_id: bytes) -> bytes:
         check_chunk_id(chunk_id)
-        corrupt = failed = 0
-        for member in self.read_order(chunk_id):
+        return await self._get_from(chunk_id, self.read_order(chunk_id))
+
+    async def _get_from(
+        self, chunk_id: bytes, members: list[Member], corrupt: int = 0, failed: int = 0
+    ) -> bytes:
+        """The chunk from the first of ``members`` that has a good copy; ``corrupt`` and
+        ``failed`` count the damaged copies and node failures met before these members."""
+        for member in members:
             try:
                 return await member.client.get(chunk_id)
             except ChunkNotFound:
@@ -123,6 +136,47 @@ class ClusterChunkStore:
         if corrupt:
             raise ChunkCorrupt(f"chunk {chunk_id.hex()}: every copy found is damaged")
         raise ChunkNotFound(chunk_id.hex())
+
+    async def get_many(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
+        """One /batch/get per node, for the chunks that node comes first in the read order
+        of (all batches at once); a chunk its batch did not give (missing, damaged, node
+        failure) is read as by :meth:`get` from the nodes after that one."""
+        for chunk_id in chunk_ids:
+            check_chunk_id(chunk_id)
+        orders = [self.read_order(h) for h in chunk_ids]
+        groups: dict[int, tuple[Member, list[int]]] = {}
+        for i, order in enumerate(orders):
+            if order:
+                groups.setdefault(order[0].num, (order[0], []))[1].append(i)
+        bodies: list[bytes | None] = [None] * len(chunk_ids)
+        corrupt = [0] * len(chunk_ids)
+        failed = [0] * len(chunk_ids)
+
+        async def batch(member: Member, idx: list[int]) -> None:
+            try:
+                got = await member.client.fetch_many([chunk_ids[i] for i in idx])
+            except NODE_FAILURES as exc:
+                log.warning("batch read failed; next node", node=member.id, error=repr(exc))
+                for i in idx:
+                    failed[i] = 1
+                return
+            for i, item in zip(idx, got, strict=True):
+                if isinstance(item, ChunkCorrupt):
+                    corrupt[i] = 1
+                    self.suspects.add((chunk_ids[i], member.num))
+                    log.warning("damaged copy; next node", node=member.id, chunk=chunk_ids[i].hex())
+                elif not isinstance(item, ChunkNotFound):
+                    bodies[i] = item
+
+        await asyncio.gather(*(batch(m, idx) for m, idx in groups.values()))
+
+        async def one(i: int) -> bytes:
+            body = bodies[i]
+            if body is not None:
+                return body
+            return await self._get_from(chunk_ids[i], orders[i][1:], corrupt[i], failed[i])
+
+        return await gather_in_order(one(i) for i in range(len(chunk_ids)))
 
     async def has(self, chunk_id: bytes) -> bool:
         check_chunk_id(chunk_id)
