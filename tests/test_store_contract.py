@@ -460,6 +460,8 @@ async def test_directory_open_failure_surfaces(tmp_path: Path) -> None:
 def test_directory_threads_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         DirectoryChunkStore(tmp_path, threads=0)
+    with pytest.raises(ValueError):
+        DirectoryChunkStore(tmp_path, read_threads=0)
 
 
 async def test_directory_many_concurrent_puts_large(
