@@ -196,8 +196,10 @@ class Engine:
         ahead = 0  # chunks in the window
         try:
             while nxt < last or window:
-                while nxt < last and (not window or ahead < self.read_ahead):
+                while nxt < last:
                     j = next_batch(nxt)
+                    if window and ahead + (j - nxt) > self.read_ahead:
+                        break
                     ids = [chunks[k][0] for k in range(nxt, j)]
                     window.append((j - nxt, asyncio.ensure_future(self.store.get_many(ids))))
                     ahead += j - nxt

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -674,3 +674,52 @@ async def test_usage_and_stats_agree_after_churn(mem_engine: Engine) -> None:
     stats = mem_engine.index.stats()
     usage = await mem_engine.store.usage()
     assert usage == StoreUsage(stats["chunks"], stats["chunk_bytes"])
+
+
+class _CountingStore(MemoryChunkStore):
+    """Records every get_many call and the most chunks asked for at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def get_many(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
+        self.calls.append(len(chunk_ids))
+        self.in_flight += len(chunk_ids)
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # let the reader ask for more meanwhile
+            return await super().get_many(chunk_ids)
+        finally:
+            self.in_flight -= len(chunk_ids)
+
+
+@pytest.mark.parametrize(("batch", "ahead"), [(1, 1), (3, 5), (8, 16), (4, 2)])
+async def test_ranges_read_in_batches(tmp_path: Path, batch: int, ahead: int) -> None:
+    store = _CountingStore()
+    engine = await open_engine(tmp_path / "index", store)
+    engine.read_batch, engine.read_ahead = batch, ahead
+    try:
+        data = rand(11, 300 * KiB + 5)
+        rec = await put(engine, "r", data)
+        n = len(rec.chunks)
+        assert n > 2 * batch
+        store.calls.clear()
+        assert await read_rec(engine, rec) == data
+        # every chunk asked for once, never more than read_batch at a time; at most
+        # read_ahead chunks in flight, unless one batch alone is more
+        assert sum(store.calls) == n
+        assert max(store.calls) <= batch
+        assert store.most_in_flight <= max(ahead, batch)
+        rng = random.Random(batch)
+        for _ in range(40):
+            a = rng.randrange(rec.size)
+            b = min(rec.size, a + rng.choice((1, 100, 20 * KiB, 120 * KiB)))
+            store.calls.clear()
+            assert await read_rec(engine, rec, a, b) == data[a:b], (a, b)
+            first, last, _ = rec.chunk_span(a, b)
+            assert sum(store.calls) == last - first  # only the chunks the range touches
+    finally:
+        await engine.close()
