@@ -83,7 +83,7 @@ class StreamChunker:
         """Append ``data``; return the chunks whose cut points are now final."""
         out: list[bytes] = []
         with memoryview(data) as view:
-            rest = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+            rest = view.cast("B")
             while len(rest):
                 if self._n + len(rest) > len(self._buf) and len(self._buf) < self._cap:
                     self._grow(self._n + len(rest))

@@ -129,16 +129,21 @@ def chunk_id_of(data: bytes | memoryview) -> bytes:
     return bytes(blake3.blake3(data).digest())
 
 
-async def gather_in_order(calls: Iterable[Awaitable[_T]]) -> list[_T]:
-    """Await ``calls`` concurrently; their results in order, or (once all have finished) the
-    first failure in order (the contract of :meth:`ChunkStore.get_many`)."""
-    got = await asyncio.gather(*calls, return_exceptions=True)
+def raise_first_failure(outcomes: Iterable[_T | BaseException]) -> list[_T]:
+    """The outcomes, all results; or the first failure among them raised (the contract of
+    :meth:`ChunkStore.get_many`)."""
     results: list[_T] = []
-    for item in got:
+    for item in outcomes:
         if isinstance(item, BaseException):
             raise item
         results.append(item)
     return results
+
+
+async def gather_in_order(calls: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Await ``calls`` concurrently; their results in order, or (once all have finished) the
+    first failure in order."""
+    return raise_first_failure(await asyncio.gather(*calls, return_exceptions=True))
 
 
 def check_chunk_id(chunk_id: bytes) -> None:

@@ -26,6 +26,7 @@ from dedup.store import (
     StoreUsage,
     check_chunk_id,
     chunk_id_of,
+    raise_first_failure,
 )
 from storage_node.protocol import (
     CORRUPT,
@@ -274,12 +275,7 @@ class NodeClient:
 
     async def get_many(self, chunk_ids: Sequence[bytes]) -> list[bytes]:
         """As :meth:`fetch_many` (one /batch/get), raising the first failure in order."""
-        bodies: list[bytes] = []
-        for item in await self.fetch_many(chunk_ids):
-            if isinstance(item, Exception):
-                raise item
-            bodies.append(item)
-        return bodies
+        return raise_first_failure(await self.fetch_many(chunk_ids))
 
     async def has(self, chunk_id: bytes) -> bool:
         check_chunk_id(chunk_id)
