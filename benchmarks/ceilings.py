@@ -11,6 +11,16 @@
   GETs of that many bytes from a buffer in memory; HEAD, DELETE and bucket PUTs get their
   usual answers. :func:`measure_endpoint` drives it (or any S3 endpoint) with
   :class:`benchmarks.loadgen.S3LoadClient`, the load generator s3dedup is measured with.
+
+Work floors (:func:`work_floors`): the CPU seconds per GB that any server doing s3dedup's
+work must spend on this machine, measured piece by piece in the same run — MD5 (the ETag),
+FastCDC (s3dedup's own chunker) and BLAKE3 of every byte, the do-nothing endpoint's own CPU
+and the load generator's (moving the bytes over HTTP at all), for new data the cheapest
+durable write (appending to one file, ``fdatasync`` every 8 MiB) or the one the chunk layout
+needs (a file per chunk, fsync'ed), and for GET a read from the page cache plus BLAKE3 (the
+end-to-end check). With every CPU busy all the time and nothing else to do, a server could
+go no faster than ``CPUs / floor`` (and a PUT no faster than MD5, its one serial step): an
+upper bound, so a target above it cannot be reached on this machine.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,7 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_memory import cpu_seconds  # noqa: E402
 from benchmarks.loadgen import MiB, S3LoadClient, content, content_bytes  # noqa: E402
+from dedup.chunker import ChunkerParams, StreamChunker  # noqa: E402
 
 GiB = 1024 * MiB
 KiB = 1024
@@ -47,27 +60,36 @@ HASH_BLOCK = MiB
 # -- hashing ----------------------------------------------------------------------------------
 
 
-def _hash_rate(make: Callable[[], Any], total: int) -> float:
-    """MB/s of ``make()`` hashing ``total`` bytes fed in 1 MiB blocks (one thread)."""
+def _feed_rate(update: Callable[[memoryview], object], total: int) -> float:
+    """MB/s of ``update`` taking ``total`` bytes fed in 1 MiB blocks (one thread)."""
     buf = memoryview(content_bytes(64 * MiB, 7))
-    h = make()
     done = 0
     t0 = time.perf_counter()
     while done < total:
         off = done % (64 * MiB)
         n = min(HASH_BLOCK, total - done, 64 * MiB - off)
-        h.update(buf[off : off + n])
+        update(buf[off : off + n])
         done += n
-    h.digest()
     return total / (time.perf_counter() - t0) / 1e6
 
 
 def md5_rate(total: int) -> float:
-    return _hash_rate(hashlib.md5, total)
+    return _feed_rate(hashlib.md5().update, total)
 
 
 def blake3_rate(total: int) -> float:
-    return _hash_rate(lambda: blake3.blake3(max_threads=1), total)
+    return _feed_rate(blake3.blake3(max_threads=1).update, total)
+
+
+def chunker_rate(total: int) -> float:
+    """MB/s of s3dedup's FastCDC chunker (default parameters) cutting the bytes (one thread)."""
+    return _feed_rate(StreamChunker(ChunkerParams()).feed, total)
+
+
+def process_cpu() -> float:
+    """User plus system CPU seconds of this process so far (all threads)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 # -- durable writes ---------------------------------------------------------------------------
@@ -75,9 +97,10 @@ def blake3_rate(total: int) -> float:
 
 def durable_write_rate(
     directory: Path, total: int, threads: int = 16, size: int = 256 * KiB
-) -> float:
+) -> tuple[float, float]:
     """MB/s of ``threads`` threads writing ``total`` bytes as ``size``-byte files, each
-    fsync'ed (then the directory), the way a chunk store writes chunks."""
+    fsync'ed (then the directory), the way a chunk store writes chunks; and the CPU seconds
+    per GB that cost (this process, kernel time of the fsyncs included)."""
     data = content_bytes(size, 11)
     count = max(threads, total // size)
     work = Path(tempfile.mkdtemp(prefix="ceiling-writes-", dir=directory))
@@ -92,7 +115,7 @@ def durable_write_rate(
             os.close(fd)
 
     try:
-        t0 = time.perf_counter()
+        c0, t0 = process_cpu(), time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             list(pool.map(write, range(count)))
         dfd = os.open(work, os.O_RDONLY)
@@ -100,12 +123,39 @@ def durable_write_rate(
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, process_cpu() - c0
     finally:
         for p in work.iterdir():
             p.unlink()
         work.rmdir()
-    return count * size / seconds / 1e6
+    return count * size / seconds / 1e6, cpu / (count * size / 1e9)
+
+
+def append_costs(directory: Path, total: int, read_size: int = 256 * KiB) -> tuple[float, float]:
+    """CPU seconds per GB (this thread, kernel time included) of the cheapest durable write —
+    ``total`` bytes appended to one file in 1 MiB writes, ``fdatasync`` every 8 MiB — and of
+    reading them back from the page cache in ``read_size`` pieces (each a new bytes object, as
+    a chunk read is)."""
+    data = content_bytes(MiB, 13)
+    fd, name = tempfile.mkstemp(prefix="ceiling-append-", dir=directory)
+    try:
+        c0 = time.thread_time()
+        for i in range(max(1, total // MiB)):
+            os.write(fd, data)
+            if i % 8 == 7:
+                os.fdatasync(fd)
+        os.fdatasync(fd)
+        written = os.fstat(fd).st_size
+        c1 = time.thread_time()
+        offset = 0
+        while piece := os.pread(fd, read_size, offset):
+            offset += len(piece)
+        c2 = time.thread_time()
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    gb = written / 1e9
+    return (c1 - c0) / gb, (c2 - c1) / gb
 
 
 # -- the do-nothing S3 endpoint ---------------------------------------------------------------
@@ -231,17 +281,28 @@ async def measure_endpoint(
     access_key: str = "ceiling",
     secret_key: str = "ceiling",
     bucket: str = "ceiling",
+    pid: int | None = None,
 ) -> dict[str, float]:
     """One run against ``endpoint``: a single-stream PUT and GET of ``big`` bytes, 8
     concurrent PUTs and GETs of ``concurrent`` bytes, and the 4 KiB operations at 16 and 64
-    clients. A flat dict of figures (MB/s, ops/s, ms)."""
+    clients. A flat dict of figures (MB/s, ops/s, ms); for the single-stream PUT and GET
+    also the CPU seconds per GB of the load generator (this process) and, given the server's
+    ``pid``, of the server."""
     r: dict[str, float] = {}
+
+    async def single(name: str, run: Awaitable[Any]) -> None:
+        server0 = cpu_seconds(pid) if pid else 0.0
+        client0 = process_cpu()
+        s = await timed(run)
+        r[f"{name}_mb_s"] = big / s / 1e6
+        r[f"{name}_client_cpu_s_gb"] = (process_cpu() - client0) / (big / 1e9)
+        if pid:
+            r[f"{name}_server_cpu_s_gb"] = (cpu_seconds(pid) - server0) / (big / 1e9)
+
     async with S3LoadClient(endpoint, access_key, secret_key, connections=64) as client:
         await client.create_bucket(bucket)
-        s = await timed(client.put(bucket, "big", content(big, 1), big))
-        r["put_1g_mb_s"] = big / s / 1e6
-        s = await timed(client.get(bucket, "big"))
-        r["get_1g_mb_s"] = big / s / 1e6
+        await single("put_1g", client.put(bucket, "big", content(big, 1), big))
+        await single("get_1g", client.get(bucket, "big"))
         await client.delete(bucket, "big")
         keys = [f"conc/{i}" for i in range(8)]
         s = await timed(
@@ -301,13 +362,68 @@ class NoopServer:
 
 
 def local_ceilings(scale: float, directory: Path) -> dict[str, float]:
-    """The ceilings measured in this process (hashes, durable writes)."""
+    """The ceilings measured in this process (hashes, chunking, durable writes, reads)."""
     total = max(8 * MiB, int(GiB * scale))
+    writes, writes_cpu = durable_write_rate(directory, max(4 * MiB, int(GiB * scale) // 2))
+    append_cpu, cached_read_cpu = append_costs(directory, max(16 * MiB, int(GiB * scale) // 2))
     return {
         "md5_mb_s": md5_rate(total),
         "blake3_mb_s": blake3_rate(total),
-        "durable_writes_mb_s": durable_write_rate(directory, max(4 * MiB, int(GiB * scale) // 2)),
+        "chunker_mb_s": chunker_rate(total),
+        "durable_writes_mb_s": writes,
+        "durable_writes_cpu_s_gb": writes_cpu,
+        "durable_append_cpu_s_gb": append_cpu,
+        "cached_read_cpu_s_gb": cached_read_cpu,
     }
+
+
+# -- work floors ------------------------------------------------------------------------------
+
+FLOOR_PARTS: dict[str, tuple[str, ...]] = {
+    # figure -> the per-GB CPU costs it cannot do without (see the module's docstring)
+    "put_known": ("md5", "chunker", "blake3", "put_1g_server", "put_1g_client"),
+    "put_new": (
+        "md5",
+        "chunker",
+        "blake3",
+        "put_1g_server",
+        "put_1g_client",
+        "durable_append",
+    ),
+    "put_new_files": (
+        "md5",
+        "chunker",
+        "blake3",
+        "put_1g_server",
+        "put_1g_client",
+        "durable_writes",
+    ),
+    "get": ("blake3", "cached_read", "get_1g_server", "get_1g_client"),
+}
+
+
+def _cpu_per_gb(ceil: dict[str, float], part: str) -> float:
+    if f"{part}_mb_s" in ceil and part in ("md5", "chunker", "blake3"):
+        return 1000 / ceil[f"{part}_mb_s"]  # one thread, busy the whole time
+    return ceil[f"{part}_cpu_s_gb"]
+
+
+def work_floors(ceil: dict[str, float], cpus: int) -> dict[str, float]:
+    """Per figure of :data:`FLOOR_PARTS`: ``floor_X_cpu_s_gb`` (the sum of its parts) and
+    ``bound_X_mb_s`` = ``cpus`` * 1000 / floor — for a PUT at most the MD5 rate, the ETag's
+    serial hash. Empty when a part was not measured (no server pid)."""
+    out: dict[str, float] = {}
+    for name, parts in FLOOR_PARTS.items():
+        try:
+            floor = sum(_cpu_per_gb(ceil, p) for p in parts)
+        except KeyError:
+            continue
+        bound = cpus * 1000 / floor
+        if name.startswith("put"):
+            bound = min(bound, ceil["md5_mb_s"])
+        out[f"floor_{name}_cpu_s_gb"] = floor
+        out[f"bound_{name}_mb_s"] = bound
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         big = max(MiB, int(GiB * args.scale))
         conc = max(MiB, int(256 * MiB * args.scale))
         small = max(128, int(10000 * args.scale))
-        out.update(asyncio.run(measure_endpoint(noop.endpoint, big, conc, small)))
+        assert noop.proc is not None
+        out.update(
+            asyncio.run(measure_endpoint(noop.endpoint, big, conc, small, pid=noop.proc.pid))
+        )
+        out.update(work_floors(out, os.cpu_count() or 1))
     print(json.dumps({k: round(v, 2) for k, v in out.items()}))
     return 0
 

@@ -25,6 +25,13 @@ After the runs, a bucket of 1,000,000 keys: the server is stopped, the keys are 
 its index directly (with ``--endpoint``: PUT over HTTP, slow), the server restarted, and pages
 of 1000 (ListObjectsV2) timed over HTTP. The peak RSS is the server's VmHWM before that.
 
+Work floors (benchmarks/ceilings.py, measured in every run): what PUT of new and of known data
+and GET cannot do without on this machine — MD5, FastCDC and BLAKE3 of every byte, the
+do-nothing endpoint's and the load generator's own CPU, a durable write or a cached read —
+in CPU s/GB, and the most the machine's CPUs allow at that cost, as a ratio to the same
+ceiling as the target. A target above its bound cannot be reached here by any server that
+does that work.
+
 Every figure is the median of the runs with min-max; its ratio to its ceiling is the median of
 the per-run ratios (each from one run's ceiling). Targets are checked and printed. Exits 0
 when the run completed (--strict: and every target was met). MB/s are 10^6 bytes per second.
@@ -63,10 +70,12 @@ from benchmarks.bench_memory import (  # noqa: E402
     proc_status,
 )
 from benchmarks.ceilings import (  # noqa: E402
+    FLOOR_PARTS,
     NoopServer,
     local_ceilings,
     measure_endpoint,
     small_ops,
+    work_floors,
 )
 from benchmarks.cluster import LocalCluster  # noqa: E402
 from benchmarks.loadgen import MiB, S3LoadClient, S3LoadError, content, content_bytes  # noqa: E402
@@ -108,14 +117,44 @@ CLUSTER_SINGLE = ("put_1g_new_mb_s", "put_1g_known_mb_s", "get_1g_mb_s")
 CEILINGS = {
     "md5_mb_s": "MB/s",
     "blake3_mb_s": "MB/s",
+    "chunker_mb_s": "MB/s",
     "durable_writes_mb_s": "MB/s",
+    "durable_writes_cpu_s_gb": "s/GB",
+    "durable_append_cpu_s_gb": "s/GB",
+    "cached_read_cpu_s_gb": "s/GB",
     "put_ceiling_mb_s": "MB/s",  # min(MD5, do-nothing single-stream PUT)
     "put_1g_mb_s": "MB/s",  # the do-nothing endpoint from here on
     "get_1g_mb_s": "MB/s",
     "put_8x256m_mb_s": "MB/s",
     "get_8x256m_mb_s": "MB/s",
     **{f"{op}_4k_c{c}_ops_s": "ops/s" for c in CLIENTS for op in OPS},
+    # the work floors (benchmarks/ceilings.py): CPU s/GB of what the figure cannot do without,
+    # and the most CPUs / floor allows
+    **{f"{op}_1g_{who}_cpu_s_gb": "s/GB" for op in ("put", "get") for who in ("server", "client")},
+    **{f"floor_{name}_cpu_s_gb": "s/GB" for name in FLOOR_PARTS},
+    **{f"bound_{name}_mb_s": "MB/s" for name in FLOOR_PARTS},
 }
+
+
+@dataclass
+class Bound:
+    """A throughput target next to the most this machine allows for the work it needs."""
+
+    describe: str
+    figure: str
+    floor: str  # a FLOOR_PARTS name: floor_X_cpu_s_gb and bound_X_mb_s
+    ceiling: str
+    target: float
+
+
+BOUNDS = [
+    Bound(
+        "PUT new, a file per chunk", "put_1g_new_mb_s", "put_new_files", "put_ceiling_mb_s", 0.70
+    ),
+    Bound("PUT new, appended (packs)", "put_1g_new_mb_s", "put_new", "put_ceiling_mb_s", 0.70),
+    Bound("PUT known", "put_1g_known_mb_s", "put_known", "put_ceiling_mb_s", 0.85),
+    Bound("GET", "get_1g_mb_s", "get", "get_1g_mb_s", 0.50),
+]
 
 
 @dataclass
@@ -436,7 +475,37 @@ def build_report(
         targets.append({"name": t.name, "describe": t.describe, "value": value, "pass": ok})
     report["targets"] = targets
     report["targets_met"] = all(t["pass"] is not False for t in targets)
+    report["bounds"] = bounds(runs, ceilings)
     return report
+
+
+def bounds(runs: list[dict[str, float]], ceilings: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """Per :data:`BOUNDS` line, medians over the runs: the work floor (CPU s/GB), the bound as
+    a ratio to the target's ceiling, the ratio reached, and reached / bound (the efficiency)."""
+    out: list[dict[str, Any]] = []
+    for b in BOUNDS:
+        pairs = [
+            (r[b.figure], c)
+            for r, c in zip(runs, ceilings, strict=True)
+            if b.figure in r and f"bound_{b.floor}_mb_s" in c and c.get(b.ceiling)
+        ]
+        if not pairs:
+            continue
+        out.append(
+            {
+                "describe": b.describe,
+                "target": b.target,
+                "floor_cpu_s_gb": statistics.median(
+                    c[f"floor_{b.floor}_cpu_s_gb"] for _, c in pairs
+                ),
+                "bound_ratio": statistics.median(
+                    c[f"bound_{b.floor}_mb_s"] / c[b.ceiling] for _, c in pairs
+                ),
+                "reached_ratio": statistics.median(v / c[b.ceiling] for v, c in pairs),
+                "efficiency": statistics.median(v / c[f"bound_{b.floor}_mb_s"] for v, c in pairs),
+            }
+        )
+    return out
 
 
 def _num(v: float | None) -> str:
@@ -471,6 +540,19 @@ def table(report: dict[str, Any]) -> str:
     for t in report["targets"]:
         mark = {True: "PASS", False: "MISS", None: "n/a "}[t["pass"]]
         lines.append(f"{mark}  {t['describe']:<52} {_num(t['value'])}")
+    if report.get("bounds"):
+        lines.append("")
+        lines.append(
+            "work floors: the most this machine allows (every CPU busy with nothing but the work)"
+        )
+        lines.append(
+            f"{'':<26} {'floor s/GB':>10} {'bound':>6} {'target':>6} {'reached':>7} {'of bound':>8}"
+        )
+        for b in report["bounds"]:
+            lines.append(
+                f"{b['describe']:<26} {b['floor_cpu_s_gb']:>10.2f} {b['bound_ratio']:>6.2f}"
+                f" {b['target']:>6.2f} {b['reached_ratio']:>7.2f} {b['efficiency']:>8.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -549,12 +631,18 @@ async def measure(
             for n in range(args.runs):
                 log(f"run {n + 1}/{args.runs}: ceilings")
                 ceil = await asyncio.to_thread(local_ceilings, args.scale, work)
+                assert noop.proc is not None
                 ceil.update(
                     await measure_endpoint(
-                        noop.endpoint, sizes.big, sizes.concurrent, sizes.small_count
+                        noop.endpoint,
+                        sizes.big,
+                        sizes.concurrent,
+                        sizes.small_count,
+                        pid=noop.proc.pid,
                     )
                 )
                 ceil["put_ceiling_mb_s"] = min(ceil["md5_mb_s"], ceil["put_1g_mb_s"])
+                ceil.update(work_floors(ceil, os.cpu_count() or 1))
                 ceilings.append(ceil)
                 log(f"run {n + 1}/{args.runs}: s3dedup")
                 bench = Bench(client, endpoint, *creds, args.region, pid, sizes, server is not None)

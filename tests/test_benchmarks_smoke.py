@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.loadgen import MiB, S3LoadClient, S3LoadError, content, content_bytes, seed_of
 from tests.conftest import ACCESS_KEY, REGION, SECRET_KEY, Server, server_env
 
@@ -178,3 +180,43 @@ def test_benchmark_suite_smoke(tmp_path: Path) -> None:
     }
     assert report["peak_rss_mib"] > 0
     assert "put_1g_new_mb_s" in out.stdout and "PUT new data" in out.stdout
+    for name in ("chunker_mb_s", "durable_writes_cpu_s_gb", "floor_put_new_files_cpu_s_gb"):
+        assert report["ceilings"][name]["median"] > 0, name
+    assert [b["describe"] for b in report["bounds"]] == [
+        "PUT new, a file per chunk",
+        "PUT new, appended (packs)",
+        "PUT known",
+        "GET",
+    ]
+    for b in report["bounds"]:
+        assert b["floor_cpu_s_gb"] > 0 and b["bound_ratio"] > 0 and b["reached_ratio"] > 0, b
+    assert "work floors" in out.stdout
+
+
+def test_work_floors_add_the_parts_and_cap_puts_at_md5() -> None:
+    from benchmarks.ceilings import work_floors
+
+    ceil = {  # CPU s/GB of each part in the comments
+        "md5_mb_s": 500.0,  # 2.0
+        "chunker_mb_s": 2000.0,  # 0.5
+        "blake3_mb_s": 4000.0,  # 0.25
+        "put_1g_server_cpu_s_gb": 0.25,
+        "put_1g_client_cpu_s_gb": 0.5,
+        "durable_append_cpu_s_gb": 1.0,
+        "durable_writes_cpu_s_gb": 2.0,
+        "cached_read_cpu_s_gb": 0.25,
+        "get_1g_server_cpu_s_gb": 0.25,
+        "get_1g_client_cpu_s_gb": 0.25,
+    }
+    f = work_floors(ceil, 2)
+    assert f["floor_put_known_cpu_s_gb"] == pytest.approx(3.5)
+    assert f["bound_put_known_mb_s"] == pytest.approx(500.0)  # 2000 / 3.5 = 571, MD5 is 500
+    assert work_floors(ceil, 1)["bound_put_known_mb_s"] == pytest.approx(1000 / 3.5)
+    assert f["floor_put_new_cpu_s_gb"] == pytest.approx(4.5)
+    assert f["bound_put_new_mb_s"] == pytest.approx(2000 / 4.5)
+    assert f["floor_put_new_files_cpu_s_gb"] == pytest.approx(5.5)
+    assert f["bound_put_new_files_mb_s"] == pytest.approx(2000 / 5.5)
+    assert f["floor_get_cpu_s_gb"] == pytest.approx(1.0)
+    assert f["bound_get_mb_s"] == pytest.approx(2000.0)  # a GET has no MD5 cap
+    del ceil["get_1g_server_cpu_s_gb"]  # not measured (no server pid): no GET floor
+    assert "floor_get_cpu_s_gb" not in work_floors(ceil, 2)
