@@ -319,9 +319,19 @@ class DirectoryChunkStore:
             pending = self._inflight.get(chunk_id)
             if pending is None:
                 break
+            if pending.done():
+                # Finished, its done callback not run yet (it was queued behind this task).
+                # Awaiting a done future does not yield, so looping on it would spin for ever
+                # and the callback would never run: retire it here.
+                self._put_done(chunk_id, pending)
+                if not pending.cancelled() and isinstance(pending.exception(), ChunkCorrupt):
+                    continue  # the other put's data was bad: ours may still be written
+                pending.result()  # its failure is ours, as when awaiting it below
+                return ()
             if not verified:
                 await self._run(self._read_pool, _verify, chunk_id, data)
                 verified = True
+                continue  # the other put may have finished meanwhile
             try:
                 await asyncio.shield(pending)
             except ChunkCorrupt:

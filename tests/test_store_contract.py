@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -319,6 +320,37 @@ async def test_directory_corrupt_put_leaves_no_file(
     with pytest.raises(ChunkCorrupt):
         await dir_store.put(chunk_id, data[:-1])
     assert _files(dir_store.root) == []
+
+
+async def test_directory_put_after_a_finished_corrupt_put_does_not_spin(
+    dir_store: DirectoryChunkStore, rng: random.Random
+) -> None:
+    """A put of good data that finds a bad put of the same chunk already finished (its done
+    callback still queued behind this task) writes the chunk. It used to await the finished
+    future again and again, which never yields: the event loop spun for ever."""
+    chunk_id, data = _chunk(rng)
+    await dir_store.put(chunk_id, data)
+    assert await dir_store.delete(chunk_id)
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    finished.set_exception(ChunkCorrupt("bad data"))
+    dir_store._inflight[chunk_id] = finished  # finished, its callback not yet run
+
+    def stop_a_spin() -> None:
+        # A spinning loop runs no callback and no timeout: this thread ends the spin instead
+        # (the test then fails rather than hangs).
+        if dir_store._inflight.pop(chunk_id, None) is finished:
+            finished_spinning.append(True)
+
+    finished_spinning: list[bool] = []
+    watchdog = threading.Timer(5, stop_a_spin)
+    watchdog.start()
+    try:
+        await dir_store.put(chunk_id, data)
+    finally:
+        watchdog.cancel()
+    assert not finished_spinning
+    assert chunk_id not in dir_store._inflight
+    assert await dir_store.get(chunk_id) == data
 
 
 async def test_directory_startup_removes_tmp_leftovers(tmp_path: Path, rng: random.Random) -> None:
