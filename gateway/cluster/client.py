@@ -47,6 +47,7 @@ __all__ = ["NODE_FAILURES", "NodeAuthError", "NodeClient", "NodeError", "ScrubPa
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_CHUNKS = 4096
 _INLINE_HASH = 64 * 1024  # smaller bodies are hashed on the event loop
+_JOIN_BELOW = 64 * 1024  # request-body parts smaller than this are joined before writing
 PUTS_IN_FLIGHT = 4  # put requests at once per node; more puts wait and go as one batch
 
 
@@ -111,8 +112,19 @@ class _Parts(aiohttp.payload.Payload):
         raise TypeError("a binary request body")
 
     async def write(self, writer: AbstractStreamWriter) -> None:
+        # Runs of small parts (chunk ids, frame headers) go as one write each: a transport
+        # write per 32-byte id would be a send() per id.
+        small: list[bytes | memoryview] = []
         for part in self._parts:
+            if len(part) < _JOIN_BELOW:
+                small.append(part)
+                continue
+            if small:
+                await writer.write(b"".join(small))
+                small = []
             await writer.write(part)
+        if small:
+            await writer.write(b"".join(small))
 
 
 async def _hash(data: bytes | memoryview) -> bytes:
