@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dedup.store import chunk_id_of
+from gateway.cluster.maintain import TICK
 from tests.conftest import make_client
 from tests.test_cluster import (
     Gateway,
@@ -70,7 +71,9 @@ def test_damaged_copies_read_correctly_and_scrub_repairs_them(tmp_path: Path) ->
             return {i for i in on_node if _intact(nodes[0], i)}
 
         wait_for("damaged copies seen by reads re-copied", lambda: bool(fixed() & read_ids))
-        wait_for("the re-copying over", lambda: fixed() == (time.sleep(0.5), fixed())[1])
+        # reads after the first tick's fix leave suspects for the next tick (TICK apart):
+        # "over" is no change across more than two ticks, not across half of one
+        wait_for("the re-copying over", lambda: fixed() == (time.sleep(2.5 * TICK), fixed())[1])
         damaged = on_node - fixed()
         assert unread_ids <= damaged
 
