@@ -56,6 +56,30 @@ def delete_bucket(txn: Txn, name: str) -> None:
     txn.delete("buckets", name.encode())
 
 
+def set_bucket_tags(txn: Txn, name: str, tags: dict[str, str]) -> None:
+    """Replace the bucket's tag set (an empty one removes it)."""
+    rec = _bucket(txn, name)
+    rec.tags = tags
+    txn.put("buckets", name.encode(), rec.encode())
+
+
+def set_bucket_config(txn: Txn, name: str, kind: str, value: str | None) -> None:
+    """Set (or with None remove) the bucket's configuration ``kind`` (e.g. "cors")."""
+    rec = _bucket(txn, name)
+    if value is None:
+        rec.configs.pop(kind, None)
+    else:
+        rec.configs[kind] = value
+    txn.put("buckets", name.encode(), rec.encode())
+
+
+def _bucket(txn: Txn, name: str) -> BucketRecord:
+    rec = txn.bucket(name)
+    if rec is None:
+        raise NoSuchBucketError(name)
+    return rec
+
+
 def list_buckets(txn: Txn) -> list[tuple[str, BucketRecord]]:
     return [(k.decode(), BucketRecord.decode(v)) for k, v in txn.prefix("buckets", b"")]
 
@@ -133,6 +157,18 @@ def commit_object(
 def delete_object(txn: Txn, bucket: str, key: str, now_ms: int) -> bool:
     """Returns whether an object was there. Deleting a missing key is not an error (S3)."""
     return _replace(txn, bucket, key, None, None, now_ms) is not None
+
+
+def set_object_tags(txn: Txn, bucket: str, key: str, tags: dict[str, str]) -> None:
+    """Replace the object's tag set (an empty one removes it). Nothing else changes: not the
+    references, not the ETag, not Last-Modified (as S3)."""
+    if txn.bucket(bucket) is None:
+        raise NoSuchBucketError(bucket)
+    rec = get_object(txn, bucket, key)
+    if rec is None:
+        raise NoSuchKeyError(key)
+    rec.tags = tags
+    txn.put("objects", object_key(bucket, key), with_full_key(key, rec.encode()))
 
 
 def copy_object(

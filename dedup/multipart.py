@@ -91,28 +91,32 @@ class UploadRecord:
     meta: dict[str, str] = field(default_factory=dict)
     checksum_algorithm: str = ""  # "" or CRC32, CRC32C, CRC64NVME, SHA1, SHA256
     checksum_type: str = ""  # "", COMPOSITE or FULL_OBJECT
+    tags: dict[str, str] = field(default_factory=dict)  # the object's tags (x-amz-tagging)
 
     def encode(self) -> bytes:
         w = _Writer()
-        w.u8(1)
+        w.u8(2 if self.tags else 1)  # version 2 = version 1 + the tag set at the end
         w.u64(self.initiated_ms)
         w.text(self.owner)
         for d in (self.headers, self.meta):
-            w.u32(len(d))
-            for k, v in d.items():
-                w.text(k)
-                w.text(v)
+            w.strings(d)
         w.text(self.checksum_algorithm)
         w.text(self.checksum_type)
+        if self.tags:
+            w.strings(self.tags)
         return w.getvalue()
 
     @classmethod
     def decode(cls, raw: bytes) -> UploadRecord:
         r = _Reader(raw)
-        r.u8()
+        version = r.u8()
+        if version not in (1, 2):
+            raise ValueError(f"unknown upload record version {version}")
         initiated, owner = r.u64(), r.text()
-        dicts = [{r.text(): r.text() for _ in range(r.u32())} for _ in range(2)]
-        return cls(initiated, owner, dicts[0], dicts[1], r.text(), r.text())
+        headers, meta = r.strings(), r.strings()
+        algo, ctype = r.text(), r.text()
+        tags = r.strings() if version == 2 else {}
+        return cls(initiated, owner, headers, meta, algo, ctype, tags)
 
 
 @dataclass

@@ -64,6 +64,12 @@ class _Writer:
     def text(self, s: str) -> None:
         self.blob(s.encode())
 
+    def strings(self, d: dict[str, str]) -> None:
+        self.u32(len(d))
+        for k, v in d.items():
+            self.text(k)
+            self.text(v)
+
     def getvalue(self) -> bytes:
         return b"".join(self.parts)
 
@@ -96,6 +102,9 @@ class _Reader:
     def text(self) -> str:
         return self.blob().decode()
 
+    def strings(self) -> dict[str, str]:
+        return {self.text(): self.text() for _ in range(self.u32())}
+
 
 @dataclass
 class ObjectRecord:
@@ -111,18 +120,16 @@ class ObjectRecord:
     inline: bytes | None = None  # small objects live here and have no chunks
     chunks: list[tuple[bytes, int]] = field(default_factory=list)
     part_sizes: list[int] = field(default_factory=list)  # multipart: size of each part
+    tags: dict[str, str] = field(default_factory=dict)  # the object's tag set (S3 tagging)
 
     def encode(self) -> bytes:
         w = _Writer()
-        w.u8(1)
+        w.u8(2 if self.tags else 1)  # version 2 = version 1 + the tag set at the end
         w.u64(self.size)
         w.u64(self.mtime_ms)
         w.text(self.etag)
         for d in (self.headers, self.meta, self.checksums):
-            w.u32(len(d))
-            for k, v in d.items():
-                w.text(k)
-                w.text(v)
+            w.strings(d)
         w.text(self.checksum_type)
         if self.inline is None:
             w.u8(0)
@@ -133,21 +140,20 @@ class ObjectRecord:
         w.parts.extend(h + struct.pack("<I", n) for h, n in self.chunks)
         w.u32(len(self.part_sizes))
         w.parts.append(struct.pack(f"<{len(self.part_sizes)}Q", *self.part_sizes))
+        if self.tags:
+            w.strings(self.tags)
         return w.getvalue()
 
     @classmethod
     def decode(cls, raw: bytes | memoryview) -> ObjectRecord:
         r = _Reader(raw)
         version = r.u8()
-        if version != 1:
+        if version not in (1, 2):
             raise ValueError(f"unknown object record version {version}")
         size = r.u64()
         mtime = r.u64()
         etag = r.text()
-        dicts: list[dict[str, str]] = []
-        for _ in range(3):
-            n = r.u32()
-            dicts.append({r.text(): r.text() for _ in range(n)})
+        dicts = [r.strings() for _ in range(3)]
         checksum_type = r.text()
         inline = r.blob() if r.u8() else None
         n = r.u32()
@@ -159,6 +165,8 @@ class ObjectRecord:
             r.pos += HASH_LEN + 4
         n = r.u32()
         part_sizes = list(struct.unpack_from(f"<{n}Q", r.raw, r.pos))
+        r.pos += 8 * n
+        tags = r.strings() if version == 2 else {}
         return cls(
             size=size,
             etag=etag,
@@ -170,6 +178,7 @@ class ObjectRecord:
             inline=inline,
             chunks=chunks,
             part_sizes=part_sizes,
+            tags=tags,
         )
 
     def chunk_offsets(self) -> list[int]:
@@ -188,16 +197,28 @@ class ObjectRecord:
 class BucketRecord:
     created_ms: int
     owner: str
+    tags: dict[str, str] = field(default_factory=dict)  # the bucket's tag set
+    # bucket configurations by name ("cors", ...): each the JSON of its checked document
+    configs: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         w = _Writer()
-        w.u8(1)
+        extended = bool(self.tags or self.configs)
+        w.u8(2 if extended else 1)  # version 2 = version 1 + tags + configurations
         w.u64(self.created_ms)
         w.text(self.owner)
+        if extended:
+            w.strings(self.tags)
+            w.strings(self.configs)
         return w.getvalue()
 
     @classmethod
     def decode(cls, raw: bytes) -> BucketRecord:
         r = _Reader(raw)
-        r.u8()
-        return cls(r.u64(), r.text())
+        version = r.u8()
+        if version not in (1, 2):
+            raise ValueError(f"unknown bucket record version {version}")
+        created, owner = r.u64(), r.text()
+        if version == 1:
+            return cls(created, owner)
+        return cls(created, owner, r.strings(), r.strings())

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,3 +190,30 @@ def aws_env(server: Server, tmp_path: Path) -> dict[str, str]:
         AWS_EC2_METADATA_DISABLED="true",
     )
     return env
+
+
+Aws = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def aws(server: Server, aws_env: dict[str, str]) -> Aws:
+    """The aws cli against the test server: ``aws("s3", "ls")``; a non-zero exit fails the
+    test unless ``check=False``."""
+    exe = require_client("aws")
+
+    def run(
+        *args: str, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [exe, "--endpoint-url", server.endpoint, *args],
+            env=aws_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=cwd,
+        )
+        if check:
+            assert out.returncode == 0, f"aws {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+        return out
+
+    return run

@@ -15,44 +15,16 @@ import json
 import os
 import random
 import re
-import subprocess
 import time
 import uuid
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.conftest import Server, require_client
+from tests.conftest import Aws, Server
 
 MiB = 1024 * 1024
 CLI_PART = 8 * MiB  # the cli's default multipart_threshold and multipart_chunksize
-
-Aws = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def aws(server: Server, aws_env: dict[str, str]) -> Aws:
-    exe = require_client("aws")
-
-    def run(
-        *args: str, check: bool = True, cwd: Path | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(
-            [exe, "--endpoint-url", server.endpoint, *args],
-            env=aws_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=cwd,
-        )
-        if check:
-            assert out.returncode == 0, f"aws {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
-        return out
-
-    return run
 
 
 def sha256(path: Path) -> str:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Server, require_client
+from tests.conftest import Aws, Server
 
 MiB = 1024 * 1024
 SIZE = 120 * MiB
@@ -31,20 +30,8 @@ def mp_etag(data: bytes, part: int) -> str:
 
 
 def test_aws_s3_cp_multipart_up_down_and_server_side(
-    server: Server, s3: Any, bucket: str, aws_env: dict[str, str], tmp_path: Path
+    server: Server, s3: Any, bucket: str, aws: Aws, tmp_path: Path
 ) -> None:
-    exe = require_client("aws")
-
-    def aws(*args: str) -> None:
-        out = subprocess.run(
-            [exe, "--endpoint-url", server.endpoint, *args],
-            env=aws_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert out.returncode == 0, f"aws {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
-
     data = os.urandom(SIZE)
     src, down, down2 = tmp_path / "big", tmp_path / "down", tmp_path / "down2"
     src.write_bytes(data)

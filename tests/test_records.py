@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dedup.multipart import UploadRecord
 from dedup.records import (
     HASH_LEN,
     BucketRecord,
@@ -36,6 +37,7 @@ def object_records(draw: st.DrawFn) -> ObjectRecord:
         inline=inline,
         chunks=chunks,
         part_sizes=draw(st.lists(u64, max_size=20)),
+        tags=draw(str_dicts),
     )
 
 
@@ -45,14 +47,31 @@ def test_object_record_round_trip(rec: ObjectRecord) -> None:
     raw = rec.encode()
     assert ObjectRecord.decode(raw) == rec
     assert ObjectRecord.decode(memoryview(raw)) == rec
-    assert raw[0] == 1  # format version
+    # format version: 2 only for a record with tags, so untagged records stay version 1
+    assert raw[0] == (2 if rec.tags else 1)
 
 
 def test_object_record_unknown_version() -> None:
     raw = bytearray(ObjectRecord(size=1, etag="x", mtime_ms=2, inline=b"a").encode())
-    raw[0] = 2
+    raw[0] = 3
     with pytest.raises(ValueError, match="version"):
         ObjectRecord.decode(bytes(raw))
+
+
+def test_tagged_records_are_untagged_ones_plus_the_tag_set() -> None:
+    """Version 2 is version 1 with the tag set appended: adding tags changes nothing before."""
+    plain = ObjectRecord(
+        size=5, etag="e", mtime_ms=7, chunks=[(b"h" * HASH_LEN, 5)], part_sizes=[5]
+    )
+    tagged = ObjectRecord(**{**plain.__dict__, "tags": {"a": "1"}})
+    assert tagged.encode()[1:].startswith(plain.encode()[1:])
+    bucket = BucketRecord(1, "o", {"env": "prod"})
+    assert bucket.encode()[1:].startswith(BucketRecord(1, "o").encode()[1:])
+    upload = UploadRecord(1, "o", {"content-type": "t"}, {"m": "v"}, "CRC32", "COMPOSITE")
+    tagged_upload = UploadRecord(**{**upload.__dict__, "tags": {"k": "v"}})
+    assert tagged_upload.encode()[1:].startswith(upload.encode()[1:])
+    assert UploadRecord.decode(tagged_upload.encode()) == tagged_upload
+    assert UploadRecord.decode(upload.encode()) == upload
 
 
 def test_object_record_empty_inline_differs_from_no_inline() -> None:
@@ -91,10 +110,14 @@ def test_chunk_record_round_trip(
 
 
 @settings(max_examples=200, deadline=None)
-@given(created=u64, owner=text)
-def test_bucket_record_round_trip(created: int, owner: str) -> None:
-    rec = BucketRecord(created, owner)
-    assert BucketRecord.decode(rec.encode()) == rec
+@given(created=u64, owner=text, tags=str_dicts, configs=str_dicts)
+def test_bucket_record_round_trip(
+    created: int, owner: str, tags: dict[str, str], configs: dict[str, str]
+) -> None:
+    rec = BucketRecord(created, owner, tags, configs)
+    raw = rec.encode()
+    assert BucketRecord.decode(raw) == rec
+    assert raw[0] == (2 if tags or configs else 1)
 
 
 # -- chunk_span ----------------------------------------------------------------------------------

@@ -421,14 +421,9 @@ NOT_IMPLEMENTED: dict[str, Call] = {
     "get_bucket_policy": lambda s3, b: s3.get_bucket_policy(Bucket=b),
     "put_bucket_policy": lambda s3, b: s3.put_bucket_policy(Bucket=b, Policy="{}"),
     "delete_bucket_policy": lambda s3, b: s3.delete_bucket_policy(Bucket=b),
-    "get_bucket_cors": lambda s3, b: s3.get_bucket_cors(Bucket=b),
-    "put_bucket_cors": lambda s3, b: s3.put_bucket_cors(
-        Bucket=b,
-        CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]},
-    ),
-    "get_bucket_tagging": lambda s3, b: s3.get_bucket_tagging(Bucket=b),
-    "put_bucket_tagging": lambda s3, b: s3.put_bucket_tagging(
-        Bucket=b, Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
+    "get_bucket_ownership_controls": lambda s3, b: s3.get_bucket_ownership_controls(Bucket=b),
+    "get_bucket_notification_configuration": (
+        lambda s3, b: s3.get_bucket_notification_configuration(Bucket=b)
     ),
     "get_bucket_lifecycle_configuration": lambda s3, b: s3.get_bucket_lifecycle_configuration(
         Bucket=b
@@ -441,11 +436,6 @@ NOT_IMPLEMENTED: dict[str, Call] = {
     "put_bucket_versioning": lambda s3, b: s3.put_bucket_versioning(
         Bucket=b, VersioningConfiguration={"Status": "Enabled"}
     ),
-    "get_object_tagging": lambda s3, b: s3.get_object_tagging(Bucket=b, Key="obj"),
-    "put_object_tagging": lambda s3, b: s3.put_object_tagging(
-        Bucket=b, Key="obj", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
-    ),
-    "delete_object_tagging": lambda s3, b: s3.delete_object_tagging(Bucket=b, Key="obj"),
     "get_object_retention": lambda s3, b: s3.get_object_retention(Bucket=b, Key="obj"),
     "get_object_legal_hold": lambda s3, b: s3.get_object_legal_hold(Bucket=b, Key="obj"),
     "get_object_attributes": lambda s3, b: s3.get_object_attributes(

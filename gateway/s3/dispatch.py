@@ -24,7 +24,8 @@ from gateway.s3 import handlers
 from gateway.s3.auth import authenticate
 from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.router import Op, route
+from gateway.s3.handlers import cors
+from gateway.s3.router import Op, locate, route
 from gateway.s3.xml import error_document
 
 log = structlog.get_logger("s3dedup.access")
@@ -34,6 +35,7 @@ CONFIG = web.AppKey("config", Config)
 CREDENTIALS = web.AppKey("credentials", StaticCredentials)
 REQUEST_ID = "s3dedup.request_id"
 OPERATION = "s3dedup.operation"
+BUCKET = "s3dedup.bucket"  # the routed request's bucket, for the CORS headers of its answer
 
 
 class RequestIds:
@@ -135,6 +137,9 @@ def make_s3_middleware() -> Middleware:
             if not resp.prepared:
                 resp.headers["x-amz-request-id"] = request_id
                 resp.headers.setdefault("Server", "s3dedup")
+                bucket = request.get(BUCKET)
+                if bucket is not None and "Origin" in request.headers:
+                    cors.add_response_headers(request, resp, request.app[ENGINE], bucket)
             return resp
         finally:
             log.info(
@@ -154,8 +159,14 @@ def make_s3_middleware() -> Middleware:
 async def s3_handler(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     raw_path, _, raw_query = request.raw_path.partition("?")
+    if request.method == "OPTIONS":
+        bucket, key = locate(raw_path, request.headers, domain=config.domain)
+        if bucket is not None:  # a CORS preflight: no S3 operation, no signature
+            request[OPERATION] = "CorsPreflight"
+            return cors.preflight(request, request.app[ENGINE], bucket, key)
     endpoint = route(request.method, raw_path, raw_query, request.headers, domain=config.domain)
     request[OPERATION] = endpoint.op.value
+    request[BUCKET] = endpoint.bucket
     creds = request.app[CREDENTIALS]
     auth = authenticate(
         request.method,

@@ -13,11 +13,13 @@ from http import HTTPStatus
 ERRORS: dict[str, tuple[int, str]] = {
     "AccessControlListNotSupported": (400, "The bucket does not allow ACLs"),
     "AccessDenied": (403, "Access Denied"),
+    "AccessForbidden": (403, "CORSResponse: CORS is not enabled for this bucket."),
     "AuthorizationHeaderMalformed": (400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": (
         400,
         "Error parsing the X-Amz-Credential parameter.",
     ),
+    "BadRequest": (400, "Bad Request"),
     "BadDigest": (400, "The Content-MD5 or checksum you specified did not match what we received."),
     "BucketAlreadyExists": (409, "The requested bucket name is not available."),
     "BucketAlreadyOwnedByYou": (
@@ -61,6 +63,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
     "MissingSecurityHeader": (400, "Your request is missing a required header."),
+    "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist"),
     "NoSuchBucket": (404, "The specified bucket does not exist"),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchUpload": (
@@ -97,6 +100,9 @@ ERRORS: dict[str, tuple[int, str]] = {
         "The body of your POST request is not well-formed multipart/form-data.",
     ),
     "InvalidURI": (400, "Couldn't parse the specified URI."),
+    "InvalidTag": (400, "The tag provided was not a valid tag."),
+    "MissingRequestBodyError": (400, "Request Body is empty"),
+    "NoSuchTagSet": (404, "The TagSet does not exist"),
 }
 
 

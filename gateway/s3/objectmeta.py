@@ -83,6 +83,8 @@ def object_headers(rec: ObjectRecord, *, with_checksums: bool) -> dict[str, str]
             h[name.title() if not name.startswith("x-amz-") else name] = value
     for k, v in rec.meta.items():
         h[META_PREFIX + k] = v
+    if rec.tags:
+        h["x-amz-tagging-count"] = str(len(rec.tags))
     if with_checksums:
         for algo, value in rec.checksums.items():
             h[header_name(algo)] = value

@@ -35,7 +35,8 @@ Refusals, following what Amazon S3 itself answers:
 * a key longer than 1024 bytes of UTF-8 answers 400 KeyTooLongError.
 
 ``OPTIONS`` (CORS preflight) is not an S3 API operation and is refused here like any other
-unknown method; CORS handling has to answer it before routing.
+unknown method; :mod:`gateway.s3.handlers.cors` answers it before routing, finding the bucket
+with :func:`locate`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from urllib.parse import unquote_to_bytes
 
 from gateway.s3.errors import S3Error
 
-__all__ = ["MAX_KEY_BYTES", "NOT_ROUTED", "Endpoint", "Op", "route"]
+__all__ = ["MAX_KEY_BYTES", "NOT_ROUTED", "Endpoint", "Op", "locate", "route"]
 
 MAX_KEY_BYTES = 1024
 
@@ -481,6 +482,25 @@ def route(
         if raw_query and raw_query != target_query:
             raise ValueError("route(): raw_path carries a query that differs from raw_query")
         raw_query = target_query
+    bucket, key = locate(path, headers, domain=domain)
+    level = _Level.SERVICE if bucket is None else _Level.BUCKET if key is None else _Level.OBJECT
+    query = _parse_query(raw_query, raw_path)
+    keyword = _keyword(query)
+    rules = _ROUTES.get((level, method, keyword))
+    if rules is None:
+        raise _method_not_allowed(method, level, keyword)
+    for rule in rules:
+        if _matches(rule, query, headers):
+            return Endpoint(rule.op, bucket, key, MappingProxyType(query))
+    raise _no_match(method, level, keyword)
+
+
+def locate(
+    raw_path: str, headers: Mapping[str, str], *, domain: str | None = None
+) -> tuple[str | None, str | None]:
+    """The decoded (bucket, key) a request path (without its query) names, as :func:`route`
+    finds them; also for the CORS preflight, which is no S3 operation."""
+    path = raw_path
     if not path.startswith("/"):
         raise S3Error("InvalidURI", resource=raw_path)
 
@@ -508,17 +528,7 @@ def route(
                 Size=str(size),
                 MaxSizeAllowed=str(MAX_KEY_BYTES),
             )
-
-    level = _Level.SERVICE if bucket is None else _Level.BUCKET if key is None else _Level.OBJECT
-    query = _parse_query(raw_query, raw_path)
-    keyword = _keyword(query)
-    rules = _ROUTES.get((level, method, keyword))
-    if rules is None:
-        raise _method_not_allowed(method, level, keyword)
-    for rule in rules:
-        if _matches(rule, query, headers):
-            return Endpoint(rule.op, bucket, key, MappingProxyType(query))
-    raise _no_match(method, level, keyword)
+    return bucket, key
 
 
 def _host_bucket(host: str | None, domain: str) -> str | None:

@@ -144,6 +144,45 @@ def parse_acl_grants(body: bytes) -> list[tuple[str, str]]:
     return grants
 
 
+def parse_tagging(body: bytes) -> list[tuple[str, str]]:
+    """Tagging (Put*Tagging): the (key, value) pairs in the order given. Every Tag needs a
+    Key and a Value element; the limits and the characters are the handler's to check."""
+    root = parse(body)
+    tag_set = root.find("TagSet")
+    if root.tag != "Tagging" or tag_set is None:
+        raise S3Error("MalformedXML")
+    tags: list[tuple[str, str]] = []
+    for tag in tag_set.findall("Tag"):
+        key, value = child_text(tag, "Key"), child_text(tag, "Value")
+        if key is None or value is None:
+            raise S3Error("MalformedXML")
+        tags.append((key, value))
+    return tags
+
+
+CORS_ELEMENTS = ("AllowedOrigin", "AllowedMethod", "AllowedHeader", "ExposeHeader")
+
+
+def parse_cors(body: bytes) -> list[dict[str, list[str]]]:
+    """CORSConfiguration (PutBucketCors): per CORSRule, each element name of
+    :data:`CORS_ELEMENTS` and ``ID`` / ``MaxAgeSeconds`` mapped to the texts given, in order.
+    Checking the values is the caller's."""
+    root = parse(body)
+    if root.tag != "CORSConfiguration":
+        raise S3Error("MalformedXML")
+    rules: list[dict[str, list[str]]] = []
+    for rule in root.findall("CORSRule"):
+        rules.append(
+            {
+                name: [(el.text or "").strip() for el in rule.findall(name)]
+                for name in (*CORS_ELEMENTS, "ID", "MaxAgeSeconds")
+            }
+        )
+    if not rules:
+        raise S3Error("MalformedXML")
+    return rules
+
+
 _PART_CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 
 

@@ -4,14 +4,16 @@ Operations absent from the table answer 501 NotImplemented."""
 from __future__ import annotations
 
 from gateway.s3.context import Handler
-from gateway.s3.handlers import acl, bucket, listing, multipart, objects, service
+from gateway.s3.handlers import acl, bucket, cors, listing, multipart, objects, service, tagging
 from gateway.s3.router import Op
 
 HANDLERS: dict[Op, Handler] = {
     **service.HANDLERS,
     **bucket.HANDLERS,
     **acl.HANDLERS,
+    **cors.HANDLERS,
     **listing.HANDLERS,
     **objects.HANDLERS,
     **multipart.HANDLERS,
+    **tagging.HANDLERS,
 }

@@ -24,6 +24,7 @@ from gateway.s3.errors import S3Error
 from gateway.s3.handlers.acl import check_acl_headers
 from gateway.s3.handlers.common import commit_or_release, owner, release_pins, xml_response
 from gateway.s3.handlers.objects import MAX_OBJECT_SIZE, MAX_PUT_SIZE, copy_source, ingest_body
+from gateway.s3.handlers.tagging import tags_from_header
 from gateway.s3.objectmeta import (
     ChecksumRequest,
     check_read_conditions,
@@ -69,6 +70,7 @@ async def create_multipart_upload(r: S3Request) -> web.StreamResponse:
     bucket, key = r.bucket, r.key
     check_acl_headers(r.request.headers, is_object=True)
     headers, meta = stored_headers(r.request.headers)
+    tags = tags_from_header(r.header("x-amz-tagging"))
     algo = (r.header("x-amz-checksum-algorithm") or "").upper()
     ctype = (r.header("x-amz-checksum-type") or "").upper()
     if algo and algo not in ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"):
@@ -89,7 +91,7 @@ async def create_multipart_upload(r: S3Request) -> web.StreamResponse:
         )
     now = r.engine.now_ms()
     uid = multipart.new_upload_id(now)
-    rec = UploadRecord(now, r.credentials.owner_id, headers, meta, algo, ctype)
+    rec = UploadRecord(now, r.credentials.owner_id, headers, meta, algo, ctype, tags)
     await r.engine.index.write(lambda txn: multipart.create_upload(txn, bucket, key, uid, rec))
     out = {}
     if algo:
@@ -349,6 +351,7 @@ def build_object(
         checksum_type=ctype if checksums else "",
         chunks=[c for p in parts for c in p.chunks],
         part_sizes=[p.size for p in parts],
+        tags=upload.tags,
     )
 
 

@@ -4,6 +4,7 @@ DeleteObjects."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import unquote
 
@@ -18,6 +19,7 @@ from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.acl import check_acl_headers
 from gateway.s3.handlers.common import commit_or_release, get_record, require_bucket, xml_response
+from gateway.s3.handlers.tagging import tags_from_header
 from gateway.s3.objectmeta import (
     RESPONSE_OVERRIDES,
     ByteRange,
@@ -74,6 +76,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
     headers = r.request.headers
     check_acl_headers(headers, is_object=True)
     content_headers, meta = stored_headers(headers)
+    tags = tags_from_header(headers.get("x-amz-tagging"))
     checks = checksum_request(headers)
     decode_content_md5(headers.get("content-md5"))  # malformed → InvalidDigest before the body
     # Fail fast (before the body) when the bucket is missing or a condition already fails;
@@ -94,6 +97,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
         checksum_type="FULL_OBJECT" if checksums else "",
         inline=result.inline,
         chunks=result.chunks,
+        tags=tags,
     )
     await commit_or_release(
         r,
@@ -197,20 +201,30 @@ def copy_source(value: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _directive(headers: Mapping[str, str], what: str) -> str:
+    """CopyObject's x-amz-metadata-directive / x-amz-tagging-directive: COPY or REPLACE."""
+    name = f"x-amz-{what}-directive"
+    value = (headers.get(name) or "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        raise S3Error(
+            "InvalidArgument",
+            f"Unknown {what} directive.",
+            ArgumentName=name,
+            ArgumentValue=value,
+        )
+    return value
+
+
 async def copy_object(r: S3Request) -> web.StreamResponse:
     dst_bucket, dst_key = r.bucket, r.key
     headers = r.request.headers
     check_acl_headers(headers, is_object=True)
     src_bucket, src_key = copy_source(headers.get("x-amz-copy-source", ""))
-    directive = (headers.get("x-amz-metadata-directive") or "COPY").upper()
-    if directive not in ("COPY", "REPLACE"):
-        raise S3Error(
-            "InvalidArgument",
-            "Unknown metadata directive.",
-            ArgumentName="x-amz-metadata-directive",
-            ArgumentValue=directive,
-        )
+    directive = _directive(headers, "metadata")
     content_headers, meta = stored_headers(headers)
+    new_tags = None
+    if _directive(headers, "tagging") == "REPLACE":
+        new_tags = tags_from_header(headers.get("x-amz-tagging"))
     now = r.engine.now_ms()
     same = (src_bucket, src_key) == (dst_bucket, dst_key)
 
@@ -223,9 +237,12 @@ async def copy_object(r: S3Request) -> web.StreamResponse:
                 " without changing the object's metadata, storage class, website redirect"
                 " location or encryption attributes.",
             )
+        rec = replace(src, mtime_ms=now)
         if directive == "REPLACE":
-            return replace(src, mtime_ms=now, headers=content_headers, meta=meta)
-        return replace(src, mtime_ms=now)
+            rec = replace(rec, headers=content_headers, meta=meta)
+        if new_tags is not None:
+            rec = replace(rec, tags=new_tags)
+        return rec
 
     rec = await r.engine.index.write(
         lambda txn: catalog.copy_object(

@@ -1,0 +1,104 @@
+"""CORS: Get/Put/DeleteBucketCors, the preflight (``OPTIONS``, answered without
+authentication as S3 does, before routing) and the CORS headers of other responses to a
+request with an ``Origin``. The rules themselves are :mod:`gateway.s3.cors`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dedup import catalog
+from dedup.engine import Engine
+from gateway.s3 import cors
+from gateway.s3.context import Handler, S3Request
+from gateway.s3.errors import S3Error
+from gateway.s3.handlers.common import require_bucket, xml_response
+from gateway.s3.router import Op
+from gateway.s3.xml import parse_cors
+
+KIND = "cors"
+NOT_ALLOWED = (
+    "CORSResponse: This CORS request is not allowed. This is usually because the evalution of"
+    " Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers"
+    " are not whitelisted by the resource's CORS spec."
+)
+
+
+def bucket_rules(engine: Engine, bucket: str) -> tuple[cors.CorsRule, ...] | None:
+    """The bucket's rules; None when the bucket does not exist, () when it has none."""
+    rec = engine.lookup(lambda txn: txn.bucket(bucket))
+    if rec is None:
+        return None
+    raw = rec.configs.get(KIND)
+    return () if raw is None else cors.from_json(raw)
+
+
+async def get_bucket_cors(r: S3Request) -> web.StreamResponse:
+    rules = bucket_rules(r.engine, r.bucket)
+    if rules is None:
+        raise S3Error("NoSuchBucket", bucket_name=r.bucket)
+    if not rules:
+        raise S3Error("NoSuchCORSConfiguration", bucket_name=r.bucket)
+    return xml_response("CORSConfiguration", cors.to_document(rules))
+
+
+async def put_bucket_cors(r: S3Request) -> web.StreamResponse:
+    await require_bucket(r)
+    body = await r.small_body(64 * 1024)  # verifies Content-MD5 / x-amz-checksum-* if given
+    if not body.strip():
+        raise S3Error("MissingRequestBodyError")
+    value = cors.to_json(cors.rules_from_document(parse_cors(body)))
+    bucket = r.bucket
+    await r.engine.index.write(lambda txn: catalog.set_bucket_config(txn, bucket, KIND, value))
+    return web.Response(status=200)
+
+
+async def delete_bucket_cors(r: S3Request) -> web.StreamResponse:
+    bucket = r.bucket
+    await r.engine.index.write(lambda txn: catalog.set_bucket_config(txn, bucket, KIND, None))
+    return web.Response(status=204)
+
+
+def preflight(request: web.Request, engine: Engine, bucket: str, key: str | None) -> web.Response:
+    """Answer a CORS preflight for ``bucket`` (and ``key``)."""
+    headers = request.headers
+    origin = headers.get("Origin")
+    if not origin:
+        raise S3Error("BadRequest", "Insufficient information. Origin request header needed.")
+    method = headers.get("Access-Control-Request-Method")
+    if method not in cors.METHODS:
+        raise S3Error("BadRequest", f"Invalid Access-Control-Request-Method: {method or 'null'}")
+    kind = "OBJECT" if key is not None else "BUCKET"
+    rules = bucket_rules(engine, bucket)
+    if rules is None:
+        raise S3Error(
+            "AccessForbidden", "CORSResponse: Bucket not found", Method="OPTIONS", ResourceType=kind
+        )
+    if not rules:
+        raise S3Error("AccessForbidden", Method="OPTIONS", ResourceType=kind)
+    wanted = cors.split_header_list(headers.get("Access-Control-Request-Headers"))
+    rule = cors.find_rule(rules, origin, method, wanted)
+    if rule is None:
+        raise S3Error("AccessForbidden", NOT_ALLOWED, Method="OPTIONS", ResourceType=kind)
+    return web.Response(
+        status=200, headers=cors.response_headers(rule, origin, requested_headers=wanted)
+    )
+
+
+def add_response_headers(
+    request: web.Request, response: web.StreamResponse, engine: Engine, bucket: str
+) -> None:
+    """The CORS headers of a response to a request with an ``Origin`` that a rule allows."""
+    origin = request.headers.get("Origin")
+    if not origin or response.prepared:
+        return
+    rules = bucket_rules(engine, bucket)
+    rule = cors.find_rule(rules, origin, request.method) if rules else None
+    if rule is not None:
+        response.headers.update(cors.response_headers(rule, origin))
+
+
+HANDLERS: dict[Op, Handler] = {
+    Op.GetBucketCors: get_bucket_cors,
+    Op.PutBucketCors: put_bucket_cors,
+    Op.DeleteBucketCors: delete_bucket_cors,
+}
