@@ -171,6 +171,19 @@ def set_object_tags(txn: Txn, bucket: str, key: str, tags: dict[str, str]) -> No
     txn.put("objects", object_key(bucket, key), with_full_key(key, rec.encode()))
 
 
+def expire_object(txn: Txn, bucket: str, key: str, etag: str, mtime_ms: int, now_ms: int) -> bool:
+    """Delete the object if it is still the one with this ETag and modification time (a
+    lifecycle expiry must not take an object written after it looked). Returns whether it
+    was deleted."""
+    if txn.bucket(bucket) is None:
+        return False
+    cur = get_object(txn, bucket, key)
+    if cur is None or cur.etag != etag or cur.mtime_ms != mtime_ms:
+        return False
+    _replace(txn, bucket, key, None, None, now_ms)
+    return True
+
+
 def copy_object(
     txn: Txn,
     src_bucket: str,

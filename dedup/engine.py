@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dedup import multipart, refcount
+from dedup import lifecycle, multipart, refcount
 from dedup.index import Index, Txn
 from dedup.records import ObjectRecord
 from dedup.store import ChunkStore
@@ -242,6 +242,17 @@ class Engine:
         horizon = self.now_ms() - multipart.COMPLETED_TTL_MS
         await self.index.write(lambda txn: multipart.forget_completed(txn, horizon))
         return aborted
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def apply_lifecycle(
+        self, as_of_ms: int | None = None, *, dry_run: bool = False
+    ) -> lifecycle.LifecycleResult:
+        """One pass of every bucket's lifecycle rules, as of now (or ``as_of_ms``)."""
+        now = self.now_ms() if as_of_ms is None else as_of_ms
+        return await lifecycle.apply(
+            self.read, self.index.write, now, dry_run=dry_run, clock=self.now_ms
+        )
 
     # -- garbage collection ---------------------------------------------------------------
 

@@ -74,6 +74,25 @@ async def gc(request: web.Request) -> web.Response:
     )
 
 
+async def lifecycle_handler(request: web.Request) -> web.Response:
+    """Apply the buckets' lifecycle rules now. ``dry-run=true`` only reports what would go;
+    ``at=<ISO 8601 time>`` (dry runs only) evaluates the rules as of that time."""
+    _authenticate(request)
+    dry_run = request.query.get("dry-run") == "true"
+    at = request.query.get("at")
+    as_of = None
+    if at is not None:
+        if not dry_run:
+            raise S3Error("InvalidArgument", "at is only for dry runs (dry-run=true)")
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise S3Error("InvalidArgument", "at must be an ISO 8601 time") from exc
+        as_of = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+    result = await request.app[ENGINE].apply_lifecycle(as_of, dry_run=dry_run)
+    return web.json_response(result.as_dict())
+
+
 async def fsck_handler(request: web.Request) -> web.Response:
     _authenticate(request)
     engine = request.app[ENGINE]
@@ -159,4 +178,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(PREFIX + "/admin/stats", stats)
     app.router.add_post(PREFIX + "/admin/gc", gc)
     app.router.add_post(PREFIX + "/admin/fsck", fsck_handler)
+    app.router.add_post(PREFIX + "/admin/lifecycle", lifecycle_handler)
     app.router.add_post(PREFIX + "/admin/{job:" + "|".join(CLUSTER_JOBS) + "}", cluster_job)

@@ -77,6 +77,8 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(_maintenance_loop(engine, config)))
     if config.trim_interval > 0:
         tasks.append(asyncio.create_task(_trim_loop(engine, config)))
+    if config.lifecycle_interval > 0:
+        tasks.append(asyncio.create_task(_lifecycle_loop(engine, config)))
     log.info("engine ready", data=str(config.data), store_id=engine.index.store_id)
     yield
     for task in tasks:
@@ -99,6 +101,20 @@ async def _maintenance_loop(engine: Engine, config: Config) -> None:
         result = await engine.collect_garbage(config.gc_grace)
         if result.chunks_deleted:
             log.info("gc", chunks=result.chunks_deleted, bytes=result.bytes_freed)
+
+
+async def _lifecycle_loop(engine: Engine, config: Config) -> None:
+    """Every lifecycle_interval: apply the buckets' lifecycle rules (expire objects, abort
+    old multipart uploads). The chunks they free go at the next GC."""
+    while True:
+        await asyncio.sleep(config.lifecycle_interval)
+        try:
+            result = await engine.apply_lifecycle()
+        except Exception:  # the loop must outlive one failed pass; the next one retries
+            log.exception("lifecycle pass failed")
+            continue
+        if result.expired or result.aborted:
+            log.info("lifecycle", expired=result.expired, aborted=result.aborted)
 
 
 async def _trim_loop(engine: Engine, config: Config) -> None:

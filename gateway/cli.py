@@ -296,6 +296,21 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    ak, sk = _client_creds(args)
+    query = {}
+    if args.dry_run:
+        query["dry-run"] = "true"
+    if args.at is not None:
+        if not args.dry_run:
+            raise CliError("--at is only for a --dry-run", 2)
+        query["at"] = args.at
+    path = "/_s3dedup/admin/lifecycle"
+    result = asyncio.run(admin_client.call("POST", args.endpoint, path, ak, sk, query))
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_fsck(args: argparse.Namespace) -> int:
     if args.endpoint:
         ak, sk = _client_creds(args)
@@ -483,6 +498,12 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--data", help="read credentials from this data directory")
     gc.add_argument("--grace", type=float, help="seconds at refcount zero before deletion")
     gc.set_defaults(fn=cmd_gc)
+    lc = adm.add_parser("lifecycle", help="apply the buckets' lifecycle rules now")
+    lc.add_argument("--endpoint", required=True)
+    lc.add_argument("--data", help="read credentials from this data directory")
+    lc.add_argument("--dry-run", action="store_true", help="only report what would go")
+    lc.add_argument("--at", help="with --dry-run: evaluate as of this ISO 8601 time")
+    lc.set_defaults(fn=cmd_lifecycle)
     fs = adm.add_parser("fsck", help="recompute refcounts and compare with index and store")
     fs.add_argument("--data", help="data directory of a stopped server")
     fs.add_argument("--endpoint", help="URL of a running server")

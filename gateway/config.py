@@ -30,6 +30,7 @@ class Config:
     read_ahead: int = 0  # chunks a GET fetches ahead of the client (0: twice read_batch)
     read_batch: int = 0  # chunks a GET asks of the store at once (0: 8 embedded, 16 cluster)
     upload_expiry: float = 7 * 24 * 3600.0  # multipart uploads idle longer are aborted
+    lifecycle_interval: float = 3600.0  # seconds between bucket lifecycle passes (0: never)
     trim_interval: float = 5.0  # seconds between giving free memory back to the OS when idle
     shutdown_timeout: float = 30.0  # seconds requests in flight get to finish on SIGTERM
     log_format: str = "console"  # or "json"
@@ -117,6 +118,7 @@ def _check(config: Config) -> Config:
         "gc_interval",
         "shutdown_timeout",
         "upload_expiry",
+        "lifecycle_interval",
         "trim_interval",
         "repair_delay",
     ):

@@ -116,6 +116,12 @@ class Server:
         assert out.returncode == (0 if summary["ok"] else 1), out.stdout + out.stderr
         return dict(summary, output=out.stdout)
 
+    def lifecycle(self, *args: str) -> dict[str, Any]:
+        """``s3dedup admin lifecycle`` (a pass over every bucket of the server)."""
+        out = self.admin("lifecycle", *args)
+        assert out.returncode == 0, out.stderr
+        return dict(json.loads(out.stdout))
+
     def gc(self, grace: float = 0) -> dict[str, Any]:
         out = self.admin("gc", "--grace", str(grace))
         assert out.returncode == 0, out.stderr
@@ -128,6 +134,7 @@ def server_env(**extra: str) -> dict[str, str]:
         S3DEDUP_ACCESS_KEY=ACCESS_KEY,
         S3DEDUP_SECRET_KEY=SECRET_KEY,
         S3DEDUP_GC_INTERVAL="0",
+        S3DEDUP_LIFECYCLE_INTERVAL="0",
         S3DEDUP_LOG_LEVEL=os.environ.get("TEST_SERVER_LOG_LEVEL", "warning"),
         PYTHONPATH=str(Path(__file__).resolve().parent.parent),
     )

@@ -425,9 +425,7 @@ NOT_IMPLEMENTED: dict[str, Call] = {
     "get_bucket_notification_configuration": (
         lambda s3, b: s3.get_bucket_notification_configuration(Bucket=b)
     ),
-    "get_bucket_lifecycle_configuration": lambda s3, b: s3.get_bucket_lifecycle_configuration(
-        Bucket=b
-    ),
+    "get_bucket_replication": lambda s3, b: s3.get_bucket_replication(Bucket=b),
     "get_bucket_encryption": lambda s3, b: s3.get_bucket_encryption(Bucket=b),
     "get_bucket_website": lambda s3, b: s3.get_bucket_website(Bucket=b),
     "get_bucket_logging": lambda s3, b: s3.get_bucket_logging(Bucket=b),

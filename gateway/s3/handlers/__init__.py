@@ -4,7 +4,17 @@ Operations absent from the table answer 501 NotImplemented."""
 from __future__ import annotations
 
 from gateway.s3.context import Handler
-from gateway.s3.handlers import acl, bucket, cors, listing, multipart, objects, service, tagging
+from gateway.s3.handlers import (
+    acl,
+    bucket,
+    cors,
+    lifecycle,
+    listing,
+    multipart,
+    objects,
+    service,
+    tagging,
+)
 from gateway.s3.router import Op
 
 HANDLERS: dict[Op, Handler] = {
@@ -12,6 +22,7 @@ HANDLERS: dict[Op, Handler] = {
     **bucket.HANDLERS,
     **acl.HANDLERS,
     **cors.HANDLERS,
+    **lifecycle.HANDLERS,
     **listing.HANDLERS,
     **objects.HANDLERS,
     **multipart.HANDLERS,

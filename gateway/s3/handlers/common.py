@@ -11,7 +11,7 @@ from aiohttp import web
 
 from dedup import catalog, refcount
 from dedup.index import Txn
-from dedup.records import ObjectRecord
+from dedup.records import BucketRecord, ObjectRecord
 from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.xml import Node, document
@@ -36,17 +36,24 @@ _DECODE_INLINE = 64 * 1024
 
 
 async def get_record(r: S3Request, bucket: str, key: str) -> ObjectRecord:
-    def lookup(txn: Txn) -> bytes | None:
-        if txn.bucket(bucket) is None:
-            raise S3Error("NoSuchBucket", bucket_name=bucket)
-        return catalog.get_object_bytes(txn, bucket, key)
+    return (await get_bucket_and_record(r, bucket, key))[1]
 
-    raw = r.engine.lookup(lookup)
+
+async def get_bucket_and_record(
+    r: S3Request, bucket: str, key: str
+) -> tuple[BucketRecord, ObjectRecord]:
+    def lookup(txn: Txn) -> tuple[BucketRecord, bytes | None]:
+        brec = txn.bucket(bucket)
+        if brec is None:
+            raise S3Error("NoSuchBucket", bucket_name=bucket)
+        return brec, catalog.get_object_bytes(txn, bucket, key)
+
+    brec, raw = r.engine.lookup(lookup)
     if raw is None:
         raise S3Error("NoSuchKey", Key=key)
     if len(raw) > _DECODE_INLINE:
-        return await asyncio.to_thread(ObjectRecord.decode, raw)
-    return ObjectRecord.decode(raw)
+        return brec, await asyncio.to_thread(ObjectRecord.decode, raw)
+    return brec, ObjectRecord.decode(raw)
 
 
 async def release_pins(r: S3Request, token: bytes) -> None:

@@ -11,14 +11,19 @@ from urllib.parse import unquote
 from aiohttp import web
 from aiohttp.payload import AsyncIterablePayload
 
-from dedup import catalog
+from dedup import catalog, lifecycle
 from dedup.index import Txn
 from dedup.ingest import Ingest, IngestResult
 from dedup.records import ObjectRecord
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.acl import check_acl_headers
-from gateway.s3.handlers.common import commit_or_release, get_record, require_bucket, xml_response
+from gateway.s3.handlers.common import (
+    commit_or_release,
+    get_bucket_and_record,
+    require_bucket,
+    xml_response,
+)
 from gateway.s3.handlers.tagging import tags_from_header
 from gateway.s3.objectmeta import (
     RESPONSE_OVERRIDES,
@@ -29,6 +34,7 @@ from gateway.s3.objectmeta import (
     check_write_conditions,
     checksum_request,
     decode_content_md5,
+    http_date,
     object_headers,
     parse_range,
     part_range,
@@ -128,7 +134,7 @@ def _current(txn: Txn, bucket: str, key: str) -> ObjectRecord | None:
 
 
 async def _read(r: S3Request, *, body: bool) -> web.StreamResponse:
-    rec = await get_record(r, r.bucket, r.key)
+    bucket_rec, rec = await get_bucket_and_record(r, r.bucket, r.key)
     headers = r.request.headers
     try:
         check_read_conditions(headers, rec)
@@ -155,6 +161,11 @@ async def _read(r: S3Request, *, body: bool) -> web.StreamResponse:
     out = object_headers(rec, with_checksums=checksum_mode and with_checksums)
     if part is not None and rec.part_sizes:
         out["x-amz-mp-parts-count"] = str(len(rec.part_sizes))
+    rules = bucket_rec.configs.get(lifecycle.KIND)
+    if rules is not None and (expiry := lifecycle.expiry_of(rules, r.key, rec)) is not None:
+        when, rule_id = expiry
+        out["x-amz-expiration"] = f'expiry-date="{http_date(when)}", rule-id="{rule_id}"'
+
     for param, name in RESPONSE_OVERRIDES.items():
         if param in q:
             out[name] = q[param]
