@@ -361,19 +361,57 @@ def test_setacl(s3cmd: S3cmd, s3: Any, tmp_path: Path) -> None:
 UNSUPPORTED = [
     ("setpolicy", "{file}", "s3://{b}"),
     ("delpolicy", "s3://{b}"),
-    ("setcors", "{file}", "s3://{b}"),
-    ("delcors", "s3://{b}"),
     ("payer", "s3://{b}"),
     ("accesslog", "s3://{b}"),
     ("ws-info", "s3://{b}"),
     ("ws-create", "s3://{b}"),
     ("ws-delete", "s3://{b}"),
-    ("expire", "--expiry-days=3", "s3://{b}"),
-    ("getlifecycle", "s3://{b}"),
-    ("setlifecycle", "{file}", "s3://{b}"),
-    ("dellifecycle", "s3://{b}"),
     ("restore", "s3://{b}/f"),
 ]
+
+
+CORS = (
+    "<CORSConfiguration><CORSRule><AllowedOrigin>https://app.example</AllowedOrigin>"
+    "<AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod>"
+    "<AllowedHeader>*</AllowedHeader><MaxAgeSeconds>600</MaxAgeSeconds></CORSRule>"
+    "</CORSConfiguration>"
+)
+LIFECYCLE = (
+    "<LifecycleConfiguration><Rule><ID>tmp</ID><Filter><Prefix>tmp/</Prefix></Filter>"
+    "<Status>Enabled</Status><Expiration><Days>2</Days></Expiration></Rule>"
+    "</LifecycleConfiguration>"
+)
+
+
+def test_cors_and_lifecycle(s3cmd: S3cmd, s3: Any, bucket: str, tmp_path: Path) -> None:
+    cors, rules = tmp_path / "cors.xml", tmp_path / "lifecycle.xml"
+    cors.write_text(CORS)
+    rules.write_text(LIFECYCLE)
+    info = s3cmd("info", f"s3://{bucket}").stdout
+    assert "CORS:      none" in info and "Expiration Rule: none" in info, info
+
+    s3cmd("setcors", str(cors), f"s3://{bucket}")
+    (rule,) = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert rule["AllowedOrigins"] == ["https://app.example"]
+    assert rule["AllowedMethods"] == ["GET", "PUT"] and rule["MaxAgeSeconds"] == 600
+    assert (
+        "<AllowedOrigin>https://app.example</AllowedOrigin>"
+        in s3cmd("info", f"s3://{bucket}").stdout
+    )
+    assert "CORS deleted" in s3cmd("delcors", f"s3://{bucket}").stdout
+    assert "CORS:      none" in s3cmd("info", f"s3://{bucket}").stdout
+
+    # expire: s3cmd's own rule (an ID of its making, a Filter with the prefix)
+    s3cmd("expire", "--expiry-days=3", "--expiry-prefix=logs/", f"s3://{bucket}")
+    (made,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert made["Filter"] == {"Prefix": "logs/"} and made["Expiration"] == {"Days": 3}
+    assert "<Days>3</Days>" in s3cmd("getlifecycle", f"s3://{bucket}").stdout
+    s3cmd("setlifecycle", str(rules), f"s3://{bucket}")
+    info = s3cmd("info", f"s3://{bucket}").stdout
+    assert "objects with key prefix 'tmp/' will expire in '2' day(s)" in info, info
+    s3cmd("dellifecycle", f"s3://{bucket}")
+    out = s3cmd("getlifecycle", f"s3://{bucket}", check=False)
+    assert out.returncode != 0 and "NoSuchLifecycleConfiguration" in out.stderr, out.stderr
 
 
 def test_unsupported_commands_fail_cleanly(s3cmd: S3cmd, tmp_path: Path) -> None:
