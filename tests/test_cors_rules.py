@@ -84,7 +84,9 @@ def test_rules_from_document_and_json_round_trip() -> None:
         ({"AllowedOrigin": ["http://*.*"]}, "InvalidRequest"),
         ({"AllowedHeader": ["x-*-*"]}, "InvalidRequest"),
         ({"MaxAgeSeconds": ["ten"]}, "MalformedXML"),
-        ({"MaxAgeSeconds": ["-1"]}, "MalformedXML"),
+        ({"MaxAgeSeconds": ["1.5"]}, "MalformedXML"),
+        ({"ExposeHeader": ["*"]}, "InvalidRequest"),
+        ({"ExposeHeader": ["x y"]}, "InvalidRequest"),
         ({"ID": ["x" * 256]}, "InvalidArgument"),
     ],
 )

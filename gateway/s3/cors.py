@@ -10,6 +10,7 @@ cover every header of ``Access-Control-Request-Headers`` (case-insensitive) is t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +22,8 @@ METHODS = ("GET", "PUT", "HEAD", "POST", "DELETE")
 MAX_RULES = 100
 MAX_ID_LEN = 255
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +74,23 @@ def rules_from_document(parsed: Sequence[Mapping[str, list[str]]]) -> tuple[Cors
                 )
         _one_wildcard("AllowedOrigin", origins)
         _one_wildcard("AllowedHeader", r["AllowedHeader"])
+        for name in r["ExposeHeader"]:
+            if "*" in name:
+                raise S3Error(
+                    "InvalidRequest",
+                    f'ExposeHeader "{name}" contains wildcard. We currently do not support'
+                    " wildcard for ExposeHeader.",
+                )
+            if not _HEADER_NAME.fullmatch(name):
+                raise S3Error(
+                    "InvalidRequest", f'ExposeHeader "{name}" contains invalid character.'
+                )
         max_age = None
         if r["MaxAgeSeconds"]:
             text = r["MaxAgeSeconds"][0]
-            if not text.isdigit() or not text.isascii():
+            if not _INTEGER.fullmatch(text):
                 raise S3Error("MalformedXML")
-            max_age = int(text)
+            max_age = int(text)  # S3 keeps a negative one too
         rule_id = r["ID"][0] if r["ID"] else None
         if rule_id is not None and len(rule_id) > MAX_ID_LEN:
             raise S3Error("InvalidArgument", "ID length should not exceed allowed limit of 255")

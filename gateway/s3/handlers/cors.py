@@ -59,26 +59,29 @@ async def delete_bucket_cors(r: S3Request) -> web.StreamResponse:
 
 
 def preflight(request: web.Request, engine: Engine, bucket: str, key: str | None) -> web.Response:
-    """Answer a CORS preflight for ``bucket`` (and ``key``)."""
+    """Answer a CORS preflight for ``bucket`` (and ``key``), in S3's order of checks: the
+    Origin, the bucket and its configuration, then the method and the rules. A refusal names
+    the requested method and what was looked at (BUCKET until rules were tried on a key)."""
     headers = request.headers
     origin = headers.get("Origin")
     if not origin:
         raise S3Error("BadRequest", "Insufficient information. Origin request header needed.")
     method = headers.get("Access-Control-Request-Method")
-    if method not in cors.METHODS:
-        raise S3Error("BadRequest", f"Invalid Access-Control-Request-Method: {method or 'null'}")
-    kind = "OBJECT" if key is not None else "BUCKET"
+    named = method or "OPTIONS"
     rules = bucket_rules(engine, bucket)
     if rules is None:
         raise S3Error(
-            "AccessForbidden", "CORSResponse: Bucket not found", Method="OPTIONS", ResourceType=kind
+            "AccessForbidden", "CORSResponse: Bucket not found", Method=named, ResourceType="BUCKET"
         )
     if not rules:
-        raise S3Error("AccessForbidden", Method="OPTIONS", ResourceType=kind)
+        raise S3Error("AccessForbidden", Method=named, ResourceType="BUCKET")
+    if method not in cors.METHODS:
+        raise S3Error("BadRequest", f"Invalid Access-Control-Request-Method: {method or 'null'}")
     wanted = cors.split_header_list(headers.get("Access-Control-Request-Headers"))
     rule = cors.find_rule(rules, origin, method, wanted)
     if rule is None:
-        raise S3Error("AccessForbidden", NOT_ALLOWED, Method="OPTIONS", ResourceType=kind)
+        kind = "OBJECT" if key is not None else "BUCKET"
+        raise S3Error("AccessForbidden", NOT_ALLOWED, Method=method, ResourceType=kind)
     return web.Response(
         status=200, headers=cors.response_headers(rule, origin, requested_headers=wanted)
     )
@@ -92,7 +95,12 @@ def add_response_headers(
     if not origin or response.prepared:
         return
     rules = bucket_rules(engine, bucket)
-    rule = cors.find_rule(rules, origin, request.method) if rules else None
+    if not rules:
+        return
+    # S3 weighs the preflight headers when a plain request carries them (browsers never do)
+    method = request.headers.get("Access-Control-Request-Method") or request.method
+    wanted = cors.split_header_list(request.headers.get("Access-Control-Request-Headers"))
+    rule = cors.find_rule(rules, origin, method, wanted)
     if rule is not None:
         response.headers.update(cors.response_headers(rule, origin))
 
