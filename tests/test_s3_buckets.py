@@ -418,15 +418,15 @@ def test_other_acls_on_writes_are_refused(s3: Any, bucket: str) -> None:
 Call = Callable[[Any, str], Any]
 
 NOT_IMPLEMENTED: dict[str, Call] = {
-    "get_bucket_policy": lambda s3, b: s3.get_bucket_policy(Bucket=b),
-    "put_bucket_policy": lambda s3, b: s3.put_bucket_policy(Bucket=b, Policy="{}"),
-    "delete_bucket_policy": lambda s3, b: s3.delete_bucket_policy(Bucket=b),
     "get_bucket_ownership_controls": lambda s3, b: s3.get_bucket_ownership_controls(Bucket=b),
     "get_bucket_notification_configuration": (
         lambda s3, b: s3.get_bucket_notification_configuration(Bucket=b)
     ),
     "get_bucket_replication": lambda s3, b: s3.get_bucket_replication(Bucket=b),
     "get_bucket_encryption": lambda s3, b: s3.get_bucket_encryption(Bucket=b),
+    "get_bucket_accelerate_configuration": (
+        lambda s3, b: s3.get_bucket_accelerate_configuration(Bucket=b)
+    ),
     "get_bucket_website": lambda s3, b: s3.get_bucket_website(Bucket=b),
     "get_bucket_logging": lambda s3, b: s3.get_bucket_logging(Bucket=b),
     "get_public_access_block": lambda s3, b: s3.get_public_access_block(Bucket=b),

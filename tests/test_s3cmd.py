@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -359,8 +360,6 @@ def test_setacl(s3cmd: S3cmd, s3: Any, tmp_path: Path) -> None:
 
 
 UNSUPPORTED = [
-    ("setpolicy", "{file}", "s3://{b}"),
-    ("delpolicy", "s3://{b}"),
     ("payer", "s3://{b}"),
     ("accesslog", "s3://{b}"),
     ("ws-info", "s3://{b}"),
@@ -412,6 +411,37 @@ def test_cors_and_lifecycle(s3cmd: S3cmd, s3: Any, bucket: str, tmp_path: Path) 
     s3cmd("dellifecycle", f"s3://{bucket}")
     out = s3cmd("getlifecycle", f"s3://{bucket}", check=False)
     assert out.returncode != 0 and "NoSuchLifecycleConfiguration" in out.stderr, out.stderr
+
+
+def test_setpolicy_opens_public_reads(
+    s3cmd: S3cmd, s3: Any, bucket: str, tmp_path: Path, server: Server
+) -> None:
+    s3.put_object(Bucket=bucket, Key="pub/f", Body=b"public")
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/pub/*",
+            }
+        ],
+    }
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(doc))
+    s3cmd("setpolicy", str(policy), f"s3://{bucket}")
+    assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == doc
+    assert '"s3:GetObject"' in s3cmd("info", f"s3://{bucket}").stdout
+    url = f"{server.endpoint}/{bucket}/pub/f"
+    with urllib.request.urlopen(url, timeout=30) as resp:  # no signature
+        assert resp.read() == b"public"
+    s3cmd("delpolicy", f"s3://{bucket}")
+    assert "Policy:    none" in s3cmd("info", f"s3://{bucket}").stdout
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url, timeout=30)
+    e.value.close()  # it holds the connection
+    assert e.value.code == 403
 
 
 def test_unsupported_commands_fail_cleanly(s3cmd: S3cmd, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from gateway.s3 import handlers
 from gateway.s3.auth import authenticate
 from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers import cors
+from gateway.s3.handlers import cors, policy
 from gateway.s3.router import Op, locate, route
 from gateway.s3.xml import error_document
 
@@ -181,8 +181,9 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
     if fn is None and endpoint.op is Op.PostObject:
         # a browser form POST signs inside its form body: say what it is, not "denied"
         raise S3Error("NotImplemented", "PostObject is not implemented by s3dedup.")
-    if auth.access_key is None:
-        raise S3Error("AccessDenied")
+    access = None
+    if auth.access_key is None:  # unsigned: only what the bucket's policy grants everyone
+        access = policy.anonymous_access(request.app[ENGINE], endpoint)
     if fn is None:
         raise S3Error("NotImplemented", f"{endpoint.op.value} is not implemented by s3dedup.")
     ctx = S3Request(
@@ -194,6 +195,12 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
         credentials=creds,
         request_id=request[REQUEST_ID],
     )
-    response: web.StreamResponse = await fn(ctx)
+    try:
+        response: web.StreamResponse = await fn(ctx)
+    except S3Error as err:
+        # anyone may learn which keys exist only where anyone may list them (as S3)
+        if access is not None and err.code == "NoSuchKey" and not access.list_bucket:
+            raise S3Error("AccessDenied") from err
+        raise
     response.headers["x-amz-request-id"] = ctx.request_id
     return response

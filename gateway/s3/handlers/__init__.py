@@ -12,6 +12,7 @@ from gateway.s3.handlers import (
     listing,
     multipart,
     objects,
+    policy,
     service,
     tagging,
 )
@@ -26,5 +27,6 @@ HANDLERS: dict[Op, Handler] = {
     **listing.HANDLERS,
     **objects.HANDLERS,
     **multipart.HANDLERS,
+    **policy.HANDLERS,
     **tagging.HANDLERS,
 }

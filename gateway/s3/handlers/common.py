@@ -86,3 +86,19 @@ async def commit_or_release(r: S3Request, token: bytes, commit: Callable[[Txn], 
     except BaseException:
         await asyncio.shield(release_pins(r, token))
         raise
+
+
+async def config_document(r: S3Request, limit: int) -> bytes:
+    """The body of a Put-bucket-configuration request: the bucket must exist, the body must
+    not be empty (MissingRequestBodyError); Content-MD5 / x-amz-checksum-* are verified."""
+    await require_bucket(r)
+    body = await r.small_body(limit)
+    if not body.strip():
+        raise S3Error("MissingRequestBodyError")
+    return body
+
+
+async def set_bucket_config(r: S3Request, kind: str, value: str | None) -> None:
+    """Store (None: remove) the bucket's configuration ``kind`` (NoSuchBucket if none)."""
+    bucket = r.bucket
+    await r.engine.index.write(lambda txn: catalog.set_bucket_config(txn, bucket, kind, value))

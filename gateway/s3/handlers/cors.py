@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dedup import catalog
 from dedup.engine import Engine
 from gateway.s3 import cors
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import require_bucket, xml_response
+from gateway.s3.handlers.common import config_document, set_bucket_config, xml_response
 from gateway.s3.router import Op
 from gateway.s3.xml import parse_cors
 
@@ -42,19 +41,13 @@ async def get_bucket_cors(r: S3Request) -> web.StreamResponse:
 
 
 async def put_bucket_cors(r: S3Request) -> web.StreamResponse:
-    await require_bucket(r)
-    body = await r.small_body(64 * 1024)  # verifies Content-MD5 / x-amz-checksum-* if given
-    if not body.strip():
-        raise S3Error("MissingRequestBodyError")
-    value = cors.to_json(cors.rules_from_document(parse_cors(body)))
-    bucket = r.bucket
-    await r.engine.index.write(lambda txn: catalog.set_bucket_config(txn, bucket, KIND, value))
+    body = await config_document(r, 64 * 1024)
+    await set_bucket_config(r, KIND, cors.to_json(cors.rules_from_document(parse_cors(body))))
     return web.Response(status=200)
 
 
 async def delete_bucket_cors(r: S3Request) -> web.StreamResponse:
-    bucket = r.bucket
-    await r.engine.index.write(lambda txn: catalog.set_bucket_config(txn, bucket, KIND, None))
+    await set_bucket_config(r, KIND, None)
     return web.Response(status=204)
 
 

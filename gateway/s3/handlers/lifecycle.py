@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from dedup import catalog, lifecycle
+from dedup import lifecycle
 from dedup.lifecycle import Filter, Rule
-from gateway.s3.context import Handler, S3Request
+from gateway.s3.context import MAX_XML_BODY, Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import require_bucket, xml_response
+from gateway.s3.handlers.common import config_document, set_bucket_config, xml_response
 from gateway.s3.handlers.tagging import MAX_OBJECT_TAGS, check_tags
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, child_text, parse, timestamp
@@ -251,23 +251,13 @@ async def get_bucket_lifecycle_configuration(r: S3Request) -> web.StreamResponse
 
 
 async def put_bucket_lifecycle_configuration(r: S3Request) -> web.StreamResponse:
-    await require_bucket(r)
-    body = await r.small_body()  # verifies Content-MD5 / x-amz-checksum-* when given
-    if not body.strip():
-        raise S3Error("MissingRequestBodyError")
-    value = lifecycle.to_json(rules_from_xml(body))
-    bucket = r.bucket
-    await r.engine.index.write(
-        lambda txn: catalog.set_bucket_config(txn, bucket, lifecycle.KIND, value)
-    )
+    body = await config_document(r, MAX_XML_BODY)
+    await set_bucket_config(r, lifecycle.KIND, lifecycle.to_json(rules_from_xml(body)))
     return web.Response(status=200)
 
 
 async def delete_bucket_lifecycle(r: S3Request) -> web.StreamResponse:
-    bucket = r.bucket
-    await r.engine.index.write(
-        lambda txn: catalog.set_bucket_config(txn, bucket, lifecycle.KIND, None)
-    )
+    await set_bucket_config(r, lifecycle.KIND, None)
     return web.Response(status=204)
 
 
