@@ -982,3 +982,59 @@ def _authenticate_v2_query(
         access_key=access_key,
     )
     return AuthResult(access_key, _v2_content_sha256(content_sha256))
+
+
+# --------------------------------------------------------------------------- POST forms
+
+
+def authenticate_post_form(
+    fields: Mapping[str, str], credentials: CredentialStore, region: str
+) -> str | None:
+    """Verify the signature of a browser POST form (PostObject), which signs its base64
+    ``policy`` field: SigV4 (``x-amz-algorithm``, ``x-amz-credential``, ``x-amz-date``,
+    ``x-amz-signature``) or SigV2 (``AWSAccessKeyId``, ``signature``). ``fields`` are the
+    form's fields with lower-case names. Returns the access key; None when the form is not
+    signed at all (anonymous). The policy's own expiration and conditions are checked by
+    :mod:`gateway.s3.postpolicy`."""
+    policy = fields.get("policy")
+    if "x-amz-signature" in fields:
+        if fields.get("x-amz-algorithm") != ALGORITHM:
+            raise S3Error(
+                "InvalidArgument",
+                "Unsupported or missing x-amz-algorithm.",
+                ArgumentName="x-amz-algorithm",
+                ArgumentValue=fields.get("x-amz-algorithm", ""),
+            )
+        for name in ("x-amz-credential", "x-amz-date", "policy"):
+            if not fields.get(name):
+                raise S3Error(
+                    "InvalidArgument",
+                    f"Bucket POST must contain a field named '{name}'.",
+                    ArgumentName=name,
+                    ArgumentValue="",
+                )
+        cred = _parse_credential(fields["x-amz-credential"], "InvalidArgument", region)
+        if _parse_amz_date(fields["x-amz-date"]) is None:
+            raise S3Error(
+                "InvalidArgument",
+                "x-amz-date must be of the form yyyyMMddTHHmmssZ.",
+                ArgumentName="x-amz-date",
+                ArgumentValue=fields["x-amz-date"],
+            )
+        secret = _secret_for(credentials, cred.access_key)
+        expected = sign(derive_signing_key(secret, cred.date, cred.region), fields["policy"])
+        if not signatures_equal(expected, fields["x-amz-signature"]):
+            raise S3Error("SignatureDoesNotMatch")
+        return cred.access_key
+    if "signature" in fields or "awsaccesskeyid" in fields:
+        access_key = fields.get("awsaccesskeyid", "")
+        if not access_key or not policy or "signature" not in fields:
+            raise S3Error(
+                "InvalidArgument",
+                "Bucket POST must contain the fields 'AWSAccessKeyId', 'policy' and 'signature'.",
+            )
+        expected = sign_v2(_secret_for(credentials, access_key), policy)
+        if not hmac.compare_digest(expected.encode(), fields["signature"].encode()):
+            raise S3Error("SignatureDoesNotMatch")
+        return access_key
+    return None

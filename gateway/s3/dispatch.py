@@ -178,11 +178,10 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
         datetime.now(UTC),
     )
     fn = handlers.HANDLERS.get(endpoint.op)
-    if fn is None and endpoint.op is Op.PostObject:
-        # a browser form POST signs inside its form body: say what it is, not "denied"
-        raise S3Error("NotImplemented", "PostObject is not implemented by s3dedup.")
     access = None
-    if auth.access_key is None:  # unsigned: only what the bucket's policy grants everyone
+    # unsigned: only what the bucket's policy grants everyone. A browser form POST signs
+    # inside its body: its handler checks that signature.
+    if auth.access_key is None and endpoint.op is not Op.PostObject:
         access = policy.anonymous_access(request.app[ENGINE], endpoint)
     if fn is None:
         raise S3Error("NotImplemented", f"{endpoint.op.value} is not implemented by s3dedup.")

@@ -98,11 +98,19 @@ ERRORS: dict[str, tuple[int, str]] = {
     ),
     "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
     "UnexpectedContent": (400, "This request does not support content"),
+    "MaxPostPreDataLengthExceeded": (
+        400,
+        "Your POST request fields preceding the upload file were too large.",
+    ),
     "MalformedPOSTRequest": (
         400,
         "The body of your POST request is not well-formed multipart/form-data.",
     ),
     "InvalidURI": (400, "Couldn't parse the specified URI."),
+    "InvalidPolicyDocument": (
+        400,
+        "The content of the form does not meet the conditions specified in the policy document.",
+    ),
     "InvalidTag": (400, "The tag provided was not a valid tag."),
     "MissingRequestBodyError": (400, "Request Body is empty"),
     "NoSuchTagSet": (404, "The TagSet does not exist"),

@@ -13,6 +13,7 @@ from gateway.s3.handlers import (
     multipart,
     objects,
     policy,
+    post,
     service,
     tagging,
 )
@@ -28,5 +29,6 @@ HANDLERS: dict[Op, Handler] = {
     **objects.HANDLERS,
     **multipart.HANDLERS,
     **policy.HANDLERS,
+    **post.HANDLERS,
     **tagging.HANDLERS,
 }

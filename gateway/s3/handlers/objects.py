@@ -77,6 +77,29 @@ async def ingest_body(
     return result, checksums
 
 
+def single_upload_record(
+    r: S3Request,
+    result: IngestResult,
+    headers: dict[str, str],
+    meta: dict[str, str],
+    checksums: dict[str, str],
+    tags: dict[str, str],
+) -> ObjectRecord:
+    """The record of an object written in one request (PutObject, PostObject)."""
+    return ObjectRecord(
+        size=result.size,
+        etag=result.md5.hex(),
+        mtime_ms=r.engine.now_ms(),
+        headers=headers,
+        meta=meta,
+        checksums=checksums,
+        checksum_type="FULL_OBJECT" if checksums else "",
+        inline=result.inline,
+        chunks=result.chunks,
+        tags=tags,
+    )
+
+
 async def put_object(r: S3Request) -> web.StreamResponse:
     bucket, key = r.bucket, r.key
     headers = r.request.headers
@@ -93,18 +116,7 @@ async def put_object(r: S3Request) -> web.StreamResponse:
     else:
         await require_bucket(r)  # a point lookup: no record to decode
     result, checksums = await ingest_body(r, checks, inline=True, max_size=MAX_PUT_SIZE)
-    rec = ObjectRecord(
-        size=result.size,
-        etag=result.md5.hex(),
-        mtime_ms=r.engine.now_ms(),
-        headers=content_headers,
-        meta=meta,
-        checksums=checksums,
-        checksum_type="FULL_OBJECT" if checksums else "",
-        inline=result.inline,
-        chunks=result.chunks,
-        tags=tags,
-    )
+    rec = single_upload_record(r, result, content_headers, meta, checksums, tags)
     await commit_or_release(
         r,
         result.token,
