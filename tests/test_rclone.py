@@ -656,3 +656,12 @@ def test_newline_in_name(rclone: Rclone, bucket: str, tmp_path: Path) -> None:
 
 def test_fsck(server: Server) -> None:
     assert server.fsck()["ok"]
+
+
+def test_versions_listing(rclone: Rclone, s3: Any, bucket: str) -> None:
+    """--s3-versions lists with ListObjectVersions: every object is its one, latest version
+    ("null"), so the names stay plain (older versions would get a -vTIME suffix)."""
+    for key in ("one", "two/three"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    listed = rclone("lsf", "-R", "--files-only", "--s3-versions", f"s3d:{bucket}").stdout
+    assert sorted(listed.split()) == ["one", "two/three"]

@@ -25,6 +25,7 @@ from gateway.s3.auth import authenticate
 from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers import cors, policy
+from gateway.s3.handlers.objects import check_version_id
 from gateway.s3.router import Op, locate, route
 from gateway.s3.xml import error_document
 
@@ -194,6 +195,9 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
         credentials=creds,
         request_id=request[REQUEST_ID],
     )
+    version = endpoint.query.get("versionId")
+    if endpoint.key is not None:
+        check_version_id(version)
     try:
         response: web.StreamResponse = await fn(ctx)
     except S3Error as err:
@@ -202,4 +206,6 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
             raise S3Error("AccessDenied") from err
         raise
     response.headers["x-amz-request-id"] = ctx.request_id
+    if endpoint.key is not None and version is not None and not response.prepared:
+        response.headers["x-amz-version-id"] = version
     return response

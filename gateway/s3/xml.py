@@ -100,18 +100,18 @@ def child_text(el: ET.Element, tag: str) -> str | None:
     return None if c is None else (c.text or "")
 
 
-def parse_delete(body: bytes) -> tuple[bool, list[str]]:
-    """DeleteObjects request: (quiet, keys)."""
+def parse_delete(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
+    """DeleteObjects request: (quiet, [(key, version id or None)])."""
     root = parse(body)
     if root.tag != "Delete":
         raise S3Error("MalformedXML")
     quiet = (child_text(root, "Quiet") or "false").strip().lower() == "true"
-    keys: list[str] = []
+    keys: list[tuple[str, str | None]] = []
     for obj in root.findall("Object"):
         key = child_text(obj, "Key")
         if key is None:
             raise S3Error("MalformedXML")
-        keys.append(key)
+        keys.append((key, child_text(obj, "VersionId")))
     if not keys or len(keys) > 1000:
         raise S3Error("MalformedXML")
     return quiet, keys

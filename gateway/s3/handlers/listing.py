@@ -1,4 +1,4 @@
-"""ListObjects (V1) and ListObjectsV2."""
+"""ListObjects (V1), ListObjectsV2 and ListObjectVersions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dedup.index import Txn
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers.common import decode_token, encode_token, owner, xml_response
+from gateway.s3.handlers.objects import NULL_VERSION
 from gateway.s3.objectmeta import quoted
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, timestamp
@@ -144,7 +145,64 @@ async def list_objects_v2(r: S3Request) -> web.StreamResponse:
     return xml_response("ListBucketResult", body)
 
 
+async def list_object_versions(r: S3Request) -> web.StreamResponse:
+    """Every object has one version here, "null", the latest (as in a bucket that was never
+    versioned), and there are no delete markers. key-marker / version-id-marker page as S3."""
+    q = r.query
+    key_marker = q.get("key-marker", "")
+    version_marker = q.get("version-id-marker")
+    if version_marker is not None and not key_marker:
+        raise S3Error(
+            "InvalidArgument",
+            "A version-id marker cannot be specified without a key marker.",
+            ArgumentName="version-id-marker",
+            ArgumentValue=version_marker,
+        )
+    if version_marker not in (None, "", NULL_VERSION):
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid version id specified",
+            ArgumentName="version-id-marker",
+            ArgumentValue=version_marker or "",
+        )
+    url, enc = _encoder(q)
+    listing, q = await _list(r, key_marker)
+    versions: list[Node] = []
+    for e in listing.entries:
+        versions.append(
+            {
+                "Key": enc(e.key),
+                "VersionId": NULL_VERSION,
+                "IsLatest": True,
+                "LastModified": timestamp(e.mtime_ms),
+                "ETag": quoted(e.etag),
+                "Size": e.size,
+                "StorageClass": "STANDARD",
+                "Owner": owner(r),
+            }
+        )
+    next_key = listing.next_marker if listing.truncated else None
+    body: dict[str, Node] = {
+        "Name": r.bucket,
+        "Prefix": enc(q.get("prefix", "")),
+        "KeyMarker": enc(key_marker),
+        "VersionIdMarker": version_marker or "",
+        "NextKeyMarker": None if next_key is None else enc(next_key),
+        "NextVersionIdMarker": (
+            NULL_VERSION if next_key is not None and next_key not in listing.prefixes else None
+        ),
+        "MaxKeys": _max_keys(q),
+        "Delimiter": enc(q["delimiter"]) if "delimiter" in q else None,
+        "IsTruncated": listing.truncated,
+        "EncodingType": "url" if url else None,
+        "Version": versions,
+        "CommonPrefixes": [{"Prefix": enc(p)} for p in listing.prefixes],
+    }
+    return xml_response("ListVersionsResult", body)
+
+
 HANDLERS: dict[Op, Handler] = {
     Op.ListObjects: list_objects,
     Op.ListObjectsV2: list_objects_v2,
+    Op.ListObjectVersions: list_object_versions,
 }

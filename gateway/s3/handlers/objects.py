@@ -211,8 +211,26 @@ async def delete_object(r: S3Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+NULL_VERSION = "null"  # the version id of every object: buckets are never versioned
+
+
+def check_version_id(value: str | None, argument: str = "versionId") -> None:
+    """Objects here have one version, "null" (as in an S3 bucket never versioned): a request
+    for any other version is refused, never answered with the current object."""
+    if value is not None and value != NULL_VERSION:
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid version id specified",
+            ArgumentName=argument,
+            ArgumentValue=value,
+        )
+
+
 def copy_source(value: str) -> tuple[str, str]:
-    src = unquote(value.split("?versionId=", 1)[0]).lstrip("/")
+    path, has_version, version = value.partition("?versionId=")
+    if has_version:
+        check_version_id(unquote(version), "x-amz-copy-source")
+    src = unquote(path).lstrip("/")
     bucket, _, key = src.partition("/")
     if not bucket or not key:
         raise S3Error(
@@ -291,11 +309,21 @@ async def delete_objects(r: S3Request) -> web.StreamResponse:
     if r.header("content-md5") is None and not checks.given and checks.trailer is None:
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
     body = await r.small_body()  # verifies Content-MD5 and the checksum (header or trailer)
-    quiet, keys = parse_delete(body)
+    quiet, items = parse_delete(body)
     bucket = r.bucket
     now = r.engine.now_ms()
 
-    valid = [k for k in keys if 0 < len(k.encode()) <= 1024]
+    def problem(key: str, version: str | None) -> tuple[str, str] | None:
+        if not key:
+            return "InvalidArgument", "The key must not be empty."
+        if len(key.encode()) > 1024:
+            return "KeyTooLongError", "Your key is too long"
+        if version is not None and version != NULL_VERSION:
+            return "InvalidArgument", "Invalid version id specified"
+        return None
+
+    refused = {i: p for i, (k, v) in enumerate(items) if (p := problem(k, v)) is not None}
+    valid = [k for i, (k, _) in enumerate(items) if i not in refused]
 
     def run(txn: Txn) -> None:
         for key in valid:
@@ -303,15 +331,12 @@ async def delete_objects(r: S3Request) -> web.StreamResponse:
 
     await r.engine.index.write(run)
     errors: list[Node] = [
-        {
-            "Key": k,
-            "Code": "KeyTooLongError" if k else "InvalidArgument",
-            "Message": "Your key is too long" if k else "The key must not be empty.",
-        }
-        for k in keys
-        if k not in valid
+        {"Key": items[i][0], "VersionId": items[i][1], "Code": code, "Message": message}
+        for i, (code, message) in refused.items()
     ]
-    deleted: list[Node] = [] if quiet else [{"Key": k} for k in valid]
+    deleted: list[Node] = []
+    if not quiet:
+        deleted = [{"Key": k, "VersionId": v} for i, (k, v) in enumerate(items) if i not in refused]
     return xml_response("DeleteResult", {"Deleted": deleted, "Error": errors})
 
 
