@@ -423,6 +423,7 @@ NOT_IMPLEMENTED: dict[str, Call] = {
         lambda s3, b: s3.get_bucket_notification_configuration(Bucket=b)
     ),
     "get_bucket_replication": lambda s3, b: s3.get_bucket_replication(Bucket=b),
+    "get_bucket_request_payment": lambda s3, b: s3.get_bucket_request_payment(Bucket=b),
     "get_bucket_encryption": lambda s3, b: s3.get_bucket_encryption(Bucket=b),
     "get_bucket_accelerate_configuration": (
         lambda s3, b: s3.get_bucket_accelerate_configuration(Bucket=b)
@@ -436,9 +437,6 @@ NOT_IMPLEMENTED: dict[str, Call] = {
     ),
     "get_object_retention": lambda s3, b: s3.get_object_retention(Bucket=b, Key="obj"),
     "get_object_legal_hold": lambda s3, b: s3.get_object_legal_hold(Bucket=b, Key="obj"),
-    "get_object_attributes": lambda s3, b: s3.get_object_attributes(
-        Bucket=b, Key="obj", ObjectAttributes=["ETag"]
-    ),
 }
 
 
