@@ -418,26 +418,86 @@ def test_other_acls_on_writes_are_refused(s3: Any, bucket: str) -> None:
 Call = Callable[[Any, str], Any]
 
 NOT_IMPLEMENTED: dict[str, Call] = {
-    "get_bucket_ownership_controls": lambda s3, b: s3.get_bucket_ownership_controls(Bucket=b),
-    "get_bucket_notification_configuration": (
-        lambda s3, b: s3.get_bucket_notification_configuration(Bucket=b)
-    ),
-    "get_bucket_replication": lambda s3, b: s3.get_bucket_replication(Bucket=b),
-    "get_bucket_request_payment": lambda s3, b: s3.get_bucket_request_payment(Bucket=b),
-    "get_bucket_encryption": lambda s3, b: s3.get_bucket_encryption(Bucket=b),
-    "get_bucket_accelerate_configuration": (
-        lambda s3, b: s3.get_bucket_accelerate_configuration(Bucket=b)
-    ),
-    "get_bucket_website": lambda s3, b: s3.get_bucket_website(Bucket=b),
-    "get_bucket_logging": lambda s3, b: s3.get_bucket_logging(Bucket=b),
-    "get_public_access_block": lambda s3, b: s3.get_public_access_block(Bucket=b),
-    "get_object_lock_configuration": lambda s3, b: s3.get_object_lock_configuration(Bucket=b),
     "put_bucket_versioning": lambda s3, b: s3.put_bucket_versioning(
         Bucket=b, VersioningConfiguration={"Status": "Enabled"}
     ),
-    "get_object_retention": lambda s3, b: s3.get_object_retention(Bucket=b, Key="obj"),
-    "get_object_legal_hold": lambda s3, b: s3.get_object_legal_hold(Bucket=b, Key="obj"),
+    "put_bucket_encryption": lambda s3, b: s3.put_bucket_encryption(
+        Bucket=b,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    ),
+    "put_bucket_website": lambda s3, b: s3.put_bucket_website(
+        Bucket=b, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}}
+    ),
+    "put_public_access_block": lambda s3, b: s3.put_public_access_block(
+        Bucket=b, PublicAccessBlockConfiguration={"BlockPublicPolicy": True}
+    ),
+    "put_bucket_request_payment": lambda s3, b: s3.put_bucket_request_payment(
+        Bucket=b, RequestPaymentConfiguration={"Payer": "Requester"}
+    ),
+    "put_object_legal_hold": lambda s3, b: s3.put_object_legal_hold(
+        Bucket=b, Key="obj", LegalHold={"Status": "ON"}
+    ),
 }
+
+
+# What S3 answers about a feature a bucket does not have: every s3dedup bucket (absent.py)
+NOT_CONFIGURED = {
+    "get_bucket_encryption": "ServerSideEncryptionConfigurationNotFoundError",
+    "get_bucket_website": "NoSuchWebsiteConfiguration",
+    "get_bucket_replication": "ReplicationConfigurationNotFoundError",
+    "get_object_lock_configuration": "ObjectLockConfigurationNotFoundError",
+    "get_public_access_block": "NoSuchPublicAccessBlockConfiguration",
+}
+EMPTY = {
+    "get_bucket_ownership_controls": {
+        "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    },
+    "get_bucket_request_payment": {"Payer": "BucketOwner"},
+    "get_bucket_logging": {},
+    "get_bucket_accelerate_configuration": {},
+    "get_bucket_notification_configuration": {},
+    "list_bucket_metrics_configurations": {"IsTruncated": False},
+    "list_bucket_inventory_configurations": {"IsTruncated": False},
+    "list_bucket_analytics_configurations": {"IsTruncated": False},
+    "list_bucket_intelligent_tiering_configurations": {"IsTruncated": False},
+}
+
+
+@pytest.mark.parametrize("op", sorted(NOT_CONFIGURED))
+def test_absent_configurations_are_not_found(s3: Any, ni_bucket: str, op: str) -> None:
+    for bucket, code in ((ni_bucket, NOT_CONFIGURED[op]), ("no-such-bucket-ab", "NoSuchBucket")):
+        with pytest.raises(ClientError) as e:
+            getattr(s3, op)(Bucket=bucket)
+        assert_error(e, code, 404)
+
+
+@pytest.mark.parametrize("op", sorted(EMPTY))
+def test_absent_features_read_empty(s3: Any, ni_bucket: str, op: str) -> None:
+    got = getattr(s3, op)(Bucket=ni_bucket)
+    got.pop("ResponseMetadata")
+    assert got == EMPTY[op]
+
+
+def test_no_object_lock_on_objects(s3: Any, ni_bucket: str) -> None:
+    for call in (s3.get_object_retention, s3.get_object_legal_hold):
+        with pytest.raises(ClientError) as e:
+            call(Bucket=ni_bucket, Key="obj")
+        assert_error(e, "InvalidRequest", 400)
+        with pytest.raises(ClientError) as e:
+            call(Bucket=ni_bucket, Key="missing")
+        assert_error(e, "NoSuchKey", 404)
+
+
+def test_deleting_absent_configurations(s3: Any, ni_bucket: str) -> None:
+    for call in (
+        s3.delete_bucket_encryption,
+        s3.delete_bucket_website,
+        s3.delete_bucket_replication,
+        s3.delete_public_access_block,
+    ):
+        assert call(Bucket=ni_bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
 
 
 @pytest.fixture(scope="module")

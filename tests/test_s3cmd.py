@@ -361,10 +361,7 @@ def test_setacl(s3cmd: S3cmd, s3: Any, tmp_path: Path) -> None:
 
 UNSUPPORTED = [
     ("payer", "s3://{b}"),
-    ("accesslog", "s3://{b}"),
-    ("ws-info", "s3://{b}"),
     ("ws-create", "s3://{b}"),
-    ("ws-delete", "s3://{b}"),
     ("restore", "s3://{b}/f"),
 ]
 
@@ -442,6 +439,15 @@ def test_setpolicy_opens_public_reads(
         urllib.request.urlopen(url, timeout=30)
     e.value.close()  # it holds the connection
     assert e.value.code == 403
+
+
+def test_bucket_features_it_does_not_have_read_as_absent(s3cmd: S3cmd, bucket: str) -> None:
+    """S3's answers for a bucket without logging or a website: s3cmd reports them as such."""
+    assert "Logging Enabled: False" in s3cmd("accesslog", f"s3://{bucket}").stdout
+    info = s3cmd("ws-info", f"s3://{bucket}").stdout
+    assert "Unable to receive website configuration" in info, info
+    assert "website configuration deleted" in s3cmd("ws-delete", f"s3://{bucket}").stdout
+    assert "Payer:     BucketOwner" in s3cmd("info", f"s3://{bucket}").stdout
 
 
 def test_unsupported_commands_fail_cleanly(s3cmd: S3cmd, tmp_path: Path) -> None:

@@ -114,6 +114,23 @@ ERRORS: dict[str, tuple[int, str]] = {
     "InvalidTag": (400, "The tag provided was not a valid tag."),
     "MissingRequestBodyError": (400, "Request Body is empty"),
     "NoSuchTagSet": (404, "The TagSet does not exist"),
+    "NoSuchWebsiteConfiguration": (
+        404,
+        "The specified bucket does not have a website configuration",
+    ),
+    "NoSuchPublicAccessBlockConfiguration": (
+        404,
+        "The public access block configuration was not found",
+    ),
+    "ObjectLockConfigurationNotFoundError": (
+        404,
+        "Object Lock configuration does not exist for this bucket",
+    ),
+    "ReplicationConfigurationNotFoundError": (404, "The replication configuration was not found"),
+    "ServerSideEncryptionConfigurationNotFoundError": (
+        404,
+        "The server side encryption configuration was not found",
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gateway.s3.context import Handler
 from gateway.s3.handlers import (
+    absent,
     acl,
     bucket,
     cors,
@@ -20,6 +21,7 @@ from gateway.s3.handlers import (
 from gateway.s3.router import Op
 
 HANDLERS: dict[Op, Handler] = {
+    **absent.HANDLERS,
     **service.HANDLERS,
     **bucket.HANDLERS,
     **acl.HANDLERS,
