@@ -83,6 +83,7 @@ class Summary:
         self._generation = 0
         self._written = -1
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     def add(self, count: int, size: int) -> None:
         self.count += count
@@ -94,9 +95,21 @@ class Summary:
         self._generation += 1
 
     async def flush(self, *, clean: bool = False) -> None:
-        generation = self._generation
-        await asyncio.to_thread(write, self.directory, self.count, self.bytes, clean)
-        self._written = generation
+        """Write the summary. One write at a time, and a cancelled flush still waits for its
+        thread: stop() cancels the periodic writer, whose thread would otherwise race the
+        final write for the temporary file (seen as FileNotFoundError on replace) or land
+        after it with stale counters."""
+        async with self._lock:
+            generation = self._generation
+            job = asyncio.ensure_future(
+                asyncio.to_thread(write, self.directory, self.count, self.bytes, clean)
+            )
+            try:
+                await asyncio.shield(job)
+            finally:
+                if not job.done():
+                    await asyncio.wait([job])
+            self._written = generation
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="summary-flusher")

@@ -6,6 +6,7 @@ The ChunkStore contract itself runs against a real node process in test_store_co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -801,3 +802,22 @@ def test_node_cli_needs_a_secret(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert "cluster-secret" in out.stderr
+
+
+async def test_summary_stop_waits_for_the_periodic_write(tmp_path: Path) -> None:
+    """stop() cancels the periodic writer, whose write runs in a thread: the final write must
+    not race it (a shared temporary file: FileNotFoundError on replace, seen once in a CI-like
+    run) nor be overtaken by it (stale counters, clean=False). Cancel a flush while its
+    thread runs, then stop, many times: the summary on disk is always the final one."""
+    for n in range(200):
+        summary = summary_mod.Summary(tmp_path, 0, 0, interval=3600)
+        summary.add(n, 10 * n)
+        periodic = asyncio.create_task(summary.flush())
+        await asyncio.sleep(0)  # its thread is writing now
+        periodic.cancel()
+        summary.add(1, 1)
+        await summary.stop()  # the final, clean write
+        with contextlib.suppress(asyncio.CancelledError):
+            await periodic
+        on_disk = summary_mod.read(tmp_path)
+        assert on_disk == summary_mod.Persisted(count=n + 1, bytes=10 * n + 1, clean=True), n
