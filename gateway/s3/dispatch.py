@@ -26,7 +26,7 @@ from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
 from gateway.s3.handlers import cors, policy
 from gateway.s3.handlers.objects import check_version_id
-from gateway.s3.router import Op, locate, route
+from gateway.s3.router import Op, host_bucket, locate, route
 from gateway.s3.xml import error_document
 
 log = structlog.get_logger("s3dedup.access")
@@ -169,6 +169,9 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
     request[OPERATION] = endpoint.op.value
     request[BUCKET] = endpoint.bucket
     creds = request.app[CREDENTIALS]
+    # SigV2 signs the bucket as part of the resource, not the Host: a virtual-host request's
+    # bucket must go into what is verified, or a signature for one bucket would do for any
+    vhost = host_bucket(request.headers.get("Host"), config.domain) if config.domain else None
     auth = authenticate(
         request.method,
         raw_path,
@@ -177,6 +180,7 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
         creds,
         config.region,
         datetime.now(UTC),
+        virtual_host_bucket=vhost,
     )
     fn = handlers.HANDLERS.get(endpoint.op)
     access = None

@@ -50,7 +50,7 @@ from urllib.parse import unquote_to_bytes
 
 from gateway.s3.errors import S3Error
 
-__all__ = ["MAX_KEY_BYTES", "NOT_ROUTED", "Endpoint", "Op", "locate", "route"]
+__all__ = ["MAX_KEY_BYTES", "NOT_ROUTED", "Endpoint", "Op", "host_bucket", "locate", "route"]
 
 MAX_KEY_BYTES = 1024
 
@@ -504,9 +504,9 @@ def locate(
     if not path.startswith("/"):
         raise S3Error("InvalidURI", resource=raw_path)
 
-    host_bucket = _host_bucket(_header(headers, "host"), domain) if domain else None
-    if host_bucket is not None:
-        bucket: str | None = host_bucket
+    vhost = host_bucket(_header(headers, "host"), domain) if domain else None
+    if vhost is not None:
+        bucket: str | None = vhost
         raw_key = path[1:]
     else:
         raw_bucket, slash, raw_key = path[1:].partition("/")
@@ -531,7 +531,7 @@ def locate(
     return bucket, key
 
 
-def _host_bucket(host: str | None, domain: str) -> str | None:
+def host_bucket(host: str | None, domain: str) -> str | None:
     """The bucket named by ``Host: <bucket>.<domain>[:port]``, else None (path style)."""
     if not host or host.startswith("["):  # absent, or an IPv6 literal
         return None

@@ -22,6 +22,10 @@ def xml_response(root: str, content: Mapping[str, Node], status: int = 200) -> w
 
 
 def owner(r: S3Request) -> dict[str, Node]:
+    """The Owner element. Its DisplayName is the access key id, which only a signed request
+    (the owner) is shown: a public listing shows the canonical id alone."""
+    if r.auth.access_key is None:
+        return {"ID": r.credentials.owner_id}
     return {"ID": r.credentials.owner_id, "DisplayName": r.credentials.access_key}
 
 

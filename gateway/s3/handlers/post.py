@@ -62,8 +62,12 @@ async def _read_form(r: S3Request) -> tuple[dict[str, str], BodyPartReader]:
                 ArgumentName="file",
                 ArgumentValue="0",
             )
-        if not isinstance(part, BodyPartReader) or not part.name:
+        if not isinstance(part, BodyPartReader) or not part.name or not _utf8(part.name):
             raise _malformed()
+        # every byte before the file counts: part headers too, not only field values
+        budget -= sum(len(k) + len(v) + 4 for k, v in part.headers.items())
+        if budget < 0:
+            raise S3Error("MaxPostPreDataLengthExceeded")
         name = part.name.lower()
         if name == "file":
             return fields, part
@@ -77,6 +81,16 @@ async def _read_form(r: S3Request) -> tuple[dict[str, str], BodyPartReader]:
             fields.setdefault(name, raw.decode())
         except UnicodeDecodeError as exc:
             raise _malformed() from exc
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is real Unicode (aiohttp decodes header bytes that are not UTF-8 to
+    lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _tags(document: str | None) -> dict[str, str]:
@@ -122,6 +136,8 @@ async def post_object(r: S3Request) -> web.StreamResponse:
         )
     policy.check(fields, bucket, datetime.now(UTC))
     key = fields["key"].replace("${filename}", part.filename or "")
+    if not _utf8(key):
+        raise S3Error("InvalidArgument", "The file name is not valid UTF-8.")
     if not key:
         raise S3Error("InvalidArgument", "User key must have a length greater than 0.")
     if len(key.encode()) > MAX_KEY_BYTES:
