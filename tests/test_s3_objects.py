@@ -891,8 +891,8 @@ def test_error_xml_format(server: Server, bucket: str) -> None:
         ("GET", f"/{bucket}/missing", "", 404, "NoSuchKey"),
         ("GET", "/no-such-bucket-xyz/k", "", 404, "NoSuchBucket"),
         ("DELETE", "/no-such-bucket-xyz", "", 404, "NoSuchBucket"),
-        ("GET", f"/{bucket}", "website", 501, "NotImplemented"),
-        ("GET", f"/{bucket}/k", "legal-hold", 501, "NotImplemented"),
+        ("GET", f"/{bucket}/k", "torrent", 501, "NotImplemented"),
+        ("PUT", f"/{bucket}", "versioning", 501, "NotImplemented"),
         ("PUT", "/Invalid_Bucket", "", 400, "InvalidBucketName"),
     ]
     for method, path, query, status, code in cases:
