@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -376,3 +377,45 @@ def test_a_lost_node_is_repaired_then_reconciled_when_it_returns(tmp_path: Path)
             if key not in gone:
                 assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
         s3.close()
+
+
+def test_tags_and_lifecycle_expiry_free_chunks_on_the_nodes(
+    cluster: tuple[Gateway, list[NodeProcess]],
+) -> None:
+    """The gateway-level features (tags, lifecycle, the admin pass) in cluster mode: an
+    expired object's chunks leave every node at the next GC; the kept one is untouched."""
+    gateway, nodes = cluster
+    s3 = make_client(gateway.endpoint)
+    s3.create_bucket(Bucket="lcb")
+    rng = random.Random(7)
+    old, kept = rng.randbytes(2 * 1024 * 1024), rng.randbytes(2 * 1024 * 1024)
+    s3.put_object(Bucket="lcb", Key="keep/b", Body=kept, Tagging="keep=yes")
+    before = set().union(*(_node_ids(n) for n in nodes))
+    s3.put_object(Bucket="lcb", Key="tmp/a", Body=old)
+    theirs = set().union(*(_node_ids(n) for n in nodes)) - before
+    assert theirs  # the expiring object's own chunks
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="lcb",
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "tmp",
+                    "Filter": {"Prefix": "tmp/"},
+                    "Status": "Enabled",
+                    "Expiration": {"Date": datetime(2020, 1, 1, tzinfo=UTC)},
+                }
+            ]
+        },
+    )
+    out = gateway.admin("lifecycle")
+    assert out.returncode == 0 and json.loads(out.stdout)["expired"] == 1, out.stdout + out.stderr
+    assert gateway.admin("gc", "--grace", "0").returncode == 0
+    left = set().union(*(_node_ids(n) for n in nodes))
+    assert not (theirs & left), "expired chunks still on a node"
+    assert before <= left
+    assert s3.get_object(Bucket="lcb", Key="keep/b")["Body"].read() == kept
+    assert s3.get_object_tagging(Bucket="lcb", Key="keep/b")["TagSet"] == [
+        {"Key": "keep", "Value": "yes"}
+    ]
+    assert gateway.fsck()["ok"]
+    s3.close()
