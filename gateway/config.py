@@ -17,6 +17,7 @@ class Config:
     listen: str = "127.0.0.1:9000"
     region: str = "us-east-1"
     domain: str | None = None  # virtual-host style requests when set
+    website_domain: str | None = None  # <bucket>.<website_domain>: the website endpoint
     access_key: str | None = None
     secret_key: str | None = None
     chunk_min: int = 64 * 1024

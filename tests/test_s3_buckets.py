@@ -427,9 +427,7 @@ NOT_IMPLEMENTED: dict[str, Call] = {
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
         },
     ),
-    "put_bucket_website": lambda s3, b: s3.put_bucket_website(
-        Bucket=b, WebsiteConfiguration={"IndexDocument": {"Suffix": "index.html"}}
-    ),
+    "put_bucket_logging": lambda s3, b: s3.put_bucket_logging(Bucket=b, BucketLoggingStatus={}),
     "put_public_access_block": lambda s3, b: s3.put_public_access_block(
         Bucket=b, PublicAccessBlockConfiguration={"BlockPublicPolicy": True}
     ),
@@ -445,7 +443,6 @@ NOT_IMPLEMENTED: dict[str, Call] = {
 # What S3 answers about a feature a bucket does not have: every s3dedup bucket (absent.py)
 NOT_CONFIGURED = {
     "get_bucket_encryption": "ServerSideEncryptionConfigurationNotFoundError",
-    "get_bucket_website": "NoSuchWebsiteConfiguration",
     "get_bucket_replication": "ReplicationConfigurationNotFoundError",
     "get_object_lock_configuration": "ObjectLockConfigurationNotFoundError",
     "get_public_access_block": "NoSuchPublicAccessBlockConfiguration",
@@ -493,7 +490,6 @@ def test_no_object_lock_on_objects(s3: Any, ni_bucket: str) -> None:
 def test_deleting_absent_configurations(s3: Any, ni_bucket: str) -> None:
     for call in (
         s3.delete_bucket_encryption,
-        s3.delete_bucket_website,
         s3.delete_bucket_replication,
         s3.delete_public_access_block,
     ):

@@ -361,7 +361,6 @@ def test_setacl(s3cmd: S3cmd, s3: Any, tmp_path: Path) -> None:
 
 UNSUPPORTED = [
     ("payer", "s3://{b}"),
-    ("ws-create", "s3://{b}"),
     ("restore", "s3://{b}/f"),
 ]
 
@@ -441,12 +440,18 @@ def test_setpolicy_opens_public_reads(
     assert e.value.code == 403
 
 
-def test_bucket_features_it_does_not_have_read_as_absent(s3cmd: S3cmd, bucket: str) -> None:
-    """S3's answers for a bucket without logging or a website: s3cmd reports them as such."""
-    assert "Logging Enabled: False" in s3cmd("accesslog", f"s3://{bucket}").stdout
+def test_website_logging_and_payer(s3cmd: S3cmd, s3: Any, bucket: str) -> None:
+    """ws-create / ws-info / ws-delete set, show and remove a website configuration; logging
+    and the payer read as S3 answers for a bucket without them."""
+    args = ("--ws-index=index.html", "--ws-error=404.html", f"s3://{bucket}")
+    assert "website configuration created" in s3cmd("ws-create", *args).stdout
+    assert s3.get_bucket_website(Bucket=bucket)["ErrorDocument"] == {"Key": "404.html"}
+    info = s3cmd("ws-info", f"s3://{bucket}").stdout
+    assert "Index document:   index.html" in info and "Error document:   404.html" in info, info
+    assert "website configuration deleted" in s3cmd("ws-delete", f"s3://{bucket}").stdout
     info = s3cmd("ws-info", f"s3://{bucket}").stdout
     assert "Unable to receive website configuration" in info, info
-    assert "website configuration deleted" in s3cmd("ws-delete", f"s3://{bucket}").stdout
+    assert "Logging Enabled: False" in s3cmd("accesslog", f"s3://{bucket}").stdout
     assert "Payer:     BucketOwner" in s3cmd("info", f"s3://{bucket}").stdout
 
 

@@ -24,7 +24,7 @@ from gateway.s3 import handlers
 from gateway.s3.auth import authenticate
 from gateway.s3.context import S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers import cors, policy
+from gateway.s3.handlers import cors, policy, website
 from gateway.s3.handlers.objects import check_version_id
 from gateway.s3.router import Op, host_bucket, locate, route
 from gateway.s3.xml import error_document
@@ -160,6 +160,13 @@ def make_s3_middleware() -> Middleware:
 async def s3_handler(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     raw_path, _, raw_query = request.raw_path.partition("?")
+    if config.website_domain:
+        site = host_bucket(request.headers.get("Host"), config.website_domain)
+        if site is not None:  # the website endpoint: unsigned GET/HEAD, HTML answers
+            request[OPERATION] = "Website"
+            engine, creds = request.app[ENGINE], request.app[CREDENTIALS]
+            visit = website.Visit(request, engine, config, creds, request[REQUEST_ID], site)
+            return await website.serve(visit)
     if request.method == "OPTIONS":
         bucket, key = locate(raw_path, request.headers, domain=config.domain)
         if bucket is not None:  # a CORS preflight: no S3 operation, no signature

@@ -17,6 +17,7 @@ from gateway.s3.handlers import (
     post,
     service,
     tagging,
+    website,
 )
 from gateway.s3.router import Op
 
@@ -33,4 +34,5 @@ HANDLERS: dict[Op, Handler] = {
     **policy.HANDLERS,
     **post.HANDLERS,
     **tagging.HANDLERS,
+    **website.HANDLERS,
 }

@@ -3,7 +3,7 @@
 Tools that inspect a bucket (Terraform's aws_s3_bucket, s3cmd info, backup products) ask
 for every configuration and take S3's "there is none" answers in stride, where a 501 stops
 them. Each answer here is true of every s3dedup bucket: no encryption configuration, no
-website, no replication, no object lock, no public access block, no logging, no transfer
+replication, no object lock, no public access block, no logging, no transfer
 acceleration, no notifications, no analytics / metrics / inventory / tiering
 configurations, the owner pays, and object ownership is BucketOwnerEnforced (ACLs
 disabled: see acl.py). Setting any of them stays 501 NotImplemented; deleting one that does
@@ -53,12 +53,10 @@ _EMPTY_LIST = {"IsTruncated": False}
 
 HANDLERS: dict[Op, Handler] = {
     Op.GetBucketEncryption: _not_found("ServerSideEncryptionConfigurationNotFoundError"),
-    Op.GetBucketWebsite: _not_found("NoSuchWebsiteConfiguration"),
     Op.GetBucketReplication: _not_found("ReplicationConfigurationNotFoundError"),
     Op.GetObjectLockConfiguration: _not_found("ObjectLockConfigurationNotFoundError"),
     Op.GetPublicAccessBlock: _not_found("NoSuchPublicAccessBlockConfiguration"),
     Op.DeleteBucketEncryption: _nothing_to_delete,
-    Op.DeleteBucketWebsite: _nothing_to_delete,
     Op.DeleteBucketReplication: _nothing_to_delete,
     Op.DeletePublicAccessBlock: _nothing_to_delete,
     Op.GetBucketOwnershipControls: _document(

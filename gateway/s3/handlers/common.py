@@ -106,3 +106,16 @@ async def set_bucket_config(r: S3Request, kind: str, value: str | None) -> None:
     """Store (None: remove) the bucket's configuration ``kind`` (NoSuchBucket if none)."""
     bucket = r.bucket
     await r.engine.index.write(lambda txn: catalog.set_bucket_config(txn, bucket, kind, value))
+
+
+def stored_config(r: S3Request, kind: str, missing: str) -> str:
+    """The bucket's configuration ``kind``: NoSuchBucket, or the S3 error ``missing`` (e.g.
+    NoSuchCORSConfiguration) when the bucket has none."""
+    bucket = r.bucket
+    rec = r.engine.lookup(lambda txn: txn.bucket(bucket))
+    if rec is None:
+        raise S3Error("NoSuchBucket", bucket_name=bucket)
+    raw = rec.configs.get(kind)
+    if raw is None:
+        raise S3Error(missing, bucket_name=bucket)
+    return raw

@@ -10,7 +10,12 @@ from dedup.engine import Engine
 from gateway.s3 import cors
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import config_document, set_bucket_config, xml_response
+from gateway.s3.handlers.common import (
+    config_document,
+    set_bucket_config,
+    stored_config,
+    xml_response,
+)
 from gateway.s3.router import Op
 from gateway.s3.xml import parse_cors
 
@@ -32,12 +37,8 @@ def bucket_rules(engine: Engine, bucket: str) -> tuple[cors.CorsRule, ...] | Non
 
 
 async def get_bucket_cors(r: S3Request) -> web.StreamResponse:
-    rules = bucket_rules(r.engine, r.bucket)
-    if rules is None:
-        raise S3Error("NoSuchBucket", bucket_name=r.bucket)
-    if not rules:
-        raise S3Error("NoSuchCORSConfiguration", bucket_name=r.bucket)
-    return xml_response("CORSConfiguration", cors.to_document(rules))
+    raw = stored_config(r, KIND, "NoSuchCORSConfiguration")
+    return xml_response("CORSConfiguration", cors.to_document(cors.from_json(raw)))
 
 
 async def put_bucket_cors(r: S3Request) -> web.StreamResponse:

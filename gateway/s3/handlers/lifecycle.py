@@ -21,7 +21,12 @@ from dedup import lifecycle
 from dedup.lifecycle import Filter, Rule
 from gateway.s3.context import MAX_XML_BODY, Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import config_document, set_bucket_config, xml_response
+from gateway.s3.handlers.common import (
+    config_document,
+    set_bucket_config,
+    stored_config,
+    xml_response,
+)
 from gateway.s3.handlers.tagging import MAX_OBJECT_TAGS, check_tags
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, child_text, parse, timestamp
@@ -239,13 +244,7 @@ def _rule_node(rule: Rule) -> dict[str, Node]:
 
 
 async def get_bucket_lifecycle_configuration(r: S3Request) -> web.StreamResponse:
-    bucket = r.bucket
-    rec = r.engine.lookup(lambda txn: txn.bucket(bucket))
-    if rec is None:
-        raise S3Error("NoSuchBucket", bucket_name=bucket)
-    raw = rec.configs.get(lifecycle.KIND)
-    if raw is None:
-        raise S3Error("NoSuchLifecycleConfiguration", bucket_name=bucket)
+    raw = stored_config(r, lifecycle.KIND, "NoSuchLifecycleConfiguration")
     rules: list[Node] = [_rule_node(rule) for rule in lifecycle.from_json(raw)]
     return xml_response("LifecycleConfiguration", {"Rule": rules})
 

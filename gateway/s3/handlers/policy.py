@@ -9,7 +9,12 @@ from dedup.engine import Engine
 from gateway.s3 import policy
 from gateway.s3.context import Handler, S3Request
 from gateway.s3.errors import S3Error
-from gateway.s3.handlers.common import config_document, set_bucket_config, xml_response
+from gateway.s3.handlers.common import (
+    config_document,
+    set_bucket_config,
+    stored_config,
+    xml_response,
+)
 from gateway.s3.objectmeta import RESPONSE_OVERRIDES
 from gateway.s3.router import Endpoint, Op
 
@@ -60,10 +65,7 @@ def anonymous_access(engine: Engine, endpoint: Endpoint) -> policy.PublicAccess:
 
 
 def _policy_of(r: S3Request) -> str:
-    text = stored_policy(r.engine, r.bucket)
-    if text is None:
-        raise S3Error("NoSuchBucketPolicy", bucket_name=r.bucket)
-    return text
+    return stored_config(r, KIND, "NoSuchBucketPolicy")
 
 
 async def get_bucket_policy(r: S3Request) -> web.StreamResponse:
