@@ -3,7 +3,6 @@ transaction (via ``Index.write``) and applies the refcount rules of dedup/refcou
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from dedup.index import (
     split_value,
     with_full_key,
 )
-from dedup.records import BucketRecord, ObjectRecord
+from dedup.records import OBJECT_HEAD, BucketRecord, ObjectRecord
 from dedup.store import Placement
 
 # A precondition callback sees the current object (or None) and raises to refuse the write.
@@ -209,7 +208,7 @@ def copy_object(
 
 # -- listing -------------------------------------------------------------------------------
 
-_HEAD = struct.Struct("<BQQI")  # version, size, mtime_ms, etag length (see ObjectRecord.encode)
+_HEAD = OBJECT_HEAD  # version, size, mtime_ms, etag length (see ObjectRecord.encode)
 
 
 @dataclass

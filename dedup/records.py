@@ -74,33 +74,49 @@ class _Writer:
         return b"".join(self.parts)
 
 
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_CHUNK_ENTRY = struct.Struct(f"<{HASH_LEN}sI")  # chunk id, size (ObjectRecord.chunks)
+# An object record's head: version, size, mtime_ms, etag length (listings read only this)
+OBJECT_HEAD = struct.Struct("<BQQI")
+
+
 class _Reader:
+    """Sequential reads of a record (precompiled structs, no intermediate copies: a GET
+    decodes one record per request)."""
+
+    __slots__ = ("pos", "raw")
+
     def __init__(self, raw: bytes | memoryview) -> None:
         self.raw = memoryview(raw)
         self.pos = 0
 
-    def _take(self, fmt: str) -> int:
-        (v,) = struct.unpack_from(fmt, self.raw, self.pos)
-        self.pos += struct.calcsize(fmt)
+    def u8(self) -> int:
+        v = self.raw[self.pos]
+        self.pos += 1
         return int(v)
 
-    def u8(self) -> int:
-        return self._take("<B")
-
     def u32(self) -> int:
-        return self._take("<I")
+        (v,) = _U32.unpack_from(self.raw, self.pos)
+        self.pos += 4
+        return int(v)
 
     def u64(self) -> int:
-        return self._take("<Q")
+        (v,) = _U64.unpack_from(self.raw, self.pos)
+        self.pos += 8
+        return int(v)
+
+    def _span(self) -> memoryview:
+        n = self.u32()
+        p = self.pos
+        self.pos = p + n
+        return self.raw[p : p + n]
 
     def blob(self) -> bytes:
-        n = self.u32()
-        b = bytes(self.raw[self.pos : self.pos + n])
-        self.pos += n
-        return b
+        return self._span().tobytes()
 
     def text(self) -> str:
-        return self.blob().decode()
+        return str(self._span(), "utf-8")
 
     def strings(self) -> dict[str, str]:
         return {self.text(): self.text() for _ in range(self.u32())}
@@ -147,22 +163,18 @@ class ObjectRecord:
     @classmethod
     def decode(cls, raw: bytes | memoryview) -> ObjectRecord:
         r = _Reader(raw)
-        version = r.u8()
+        version, size, mtime, n = OBJECT_HEAD.unpack_from(r.raw)
         if version not in (1, 2):
             raise ValueError(f"unknown object record version {version}")
-        size = r.u64()
-        mtime = r.u64()
-        etag = r.text()
+        r.pos = OBJECT_HEAD.size + n
+        etag = str(r.raw[OBJECT_HEAD.size : r.pos], "utf-8")
         dicts = [r.strings() for _ in range(3)]
         checksum_type = r.text()
         inline = r.blob() if r.u8() else None
         n = r.u32()
-        chunks = []
-        for _ in range(n):
-            h = bytes(r.raw[r.pos : r.pos + HASH_LEN])
-            (sz,) = struct.unpack_from("<I", r.raw, r.pos + HASH_LEN)
-            chunks.append((h, sz))
-            r.pos += HASH_LEN + 4
+        end = r.pos + n * _CHUNK_ENTRY.size
+        chunks: list[tuple[bytes, int]] = list(_CHUNK_ENTRY.iter_unpack(r.raw[r.pos : end]))
+        r.pos = end
         n = r.u32()
         part_sizes = list(struct.unpack_from(f"<{n}Q", r.raw, r.pos))
         r.pos += 8 * n
