@@ -164,7 +164,10 @@ async def s3_handler(request: web.Request) -> web.StreamResponse:
         site = host_bucket(request.headers.get("Host"), config.website_domain)
         if site is not None:  # the website endpoint: unsigned GET/HEAD, HTML answers
             request[OPERATION] = "Website"
+            request[BUCKET] = site  # its answers carry the bucket's CORS headers too
             engine, creds = request.app[ENGINE], request.app[CREDENTIALS]
+            if request.method == "OPTIONS":
+                return cors.preflight(request, engine, site, "")
             visit = website.Visit(request, engine, config, creds, request[REQUEST_ID], site)
             return await website.serve(visit)
     if request.method == "OPTIONS":

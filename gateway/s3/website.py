@@ -17,6 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 from xml.etree.ElementTree import Element
 
 from gateway.s3.errors import S3Error
@@ -77,12 +78,15 @@ def _redirect(el: Element, *, all_requests: bool) -> Redirect:
     if code is not None and (not code.isdigit() or not 300 <= int(code) <= 399):
         raise S3Error("InvalidArgument", "The provided HTTP redirect code is not valid.")
     prefix, whole = child_text(el, "ReplaceKeyPrefixWith"), child_text(el, "ReplaceKeyWith")
+    host = child_text(el, "HostName")
+    if all(v is None for v in (protocol, code, prefix, whole, host)):
+        raise S3Error("InvalidRequest", "Redirect must have at least one child element.")
     if prefix is not None and whole is not None:
         raise S3Error(
             "InvalidArgument",
             "You can only define ReplaceKeyPrefix or ReplaceKey but not both.",
         )
-    return Redirect(child_text(el, "HostName"), protocol, prefix, whole, code)
+    return Redirect(host, protocol, prefix, whole, code)
 
 
 def from_xml(body: bytes) -> Website:
@@ -191,15 +195,34 @@ def redirect_location(redirect: Redirect, key: str, prefix: str, scheme: str, ho
         new_key = redirect.replace_key_prefix + key[len(prefix) :]
     else:
         new_key = key
-    return f"{redirect.protocol or scheme}://{redirect.host or host}/{new_key}"
+    return f"{redirect.protocol or scheme}://{redirect.host or host}/{encode_key(new_key)}"
 
 
-def error_page(status: int, reason: str, code: str, message: str, extra: dict[str, str]) -> str:
-    """The HTML page a website endpoint answers an error with (S3's layout)."""
-    items = [("Code", code), ("Message", message), *extra.items()]
-    lis = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in items)
+def encode_key(key: str) -> str:
+    """A key as it goes into a Location: percent-encoded (spaces, "?", CR/LF, non-ASCII)."""
+    return quote(key, safe="/")
+
+
+def _items(fields: dict[str, str]) -> str:
+    return "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in fields.items())
+
+
+def error_page(
+    status: int,
+    reason: str,
+    fields: dict[str, str],
+    error_document: dict[str, str] | None = None,
+) -> str:
+    """The HTML page a website endpoint answers an error with (S3's layout: Code, Message,
+    details; and, when the custom error document could not be served, why)."""
     title = f"{status} {html.escape(reason)}"
+    nested = ""
+    if error_document is not None:
+        nested = (
+            "<h3>An Error Occurred While Attempting to Retrieve a Custom Error Document</h3>\n"
+            f"<ul>{_items(error_document)}</ul>\n"
+        )
     return (
         f"<html>\n<head><title>{title}</title></head>\n<body>\n<h1>{title}</h1>\n"
-        f"<ul>{lis}</ul>\n<hr/>\n</body>\n</html>\n"
+        f"<ul>{_items(fields)}</ul>\n{nested}<hr/>\n</body>\n</html>\n"
     )

@@ -30,6 +30,10 @@ from gateway.s3.policy import PublicAccess
 from gateway.s3.router import Endpoint, Op, locate
 
 ANONYMOUS = AuthResult(access_key=None, content_sha256=UNSIGNED_PAYLOAD)
+# headers about the object asked for, not about the error document served in its place
+_PER_OBJECT = frozenset(
+    {"range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
+)
 
 
 async def get_bucket_website(r: S3Request) -> web.StreamResponse:
@@ -79,11 +83,17 @@ class Visit:
             self.engine.lookup(lambda txn: catalog.get_object_bytes(txn, bucket, key)) is not None
         )
 
-    async def object(self, key: str) -> web.StreamResponse:
-        """The object, as GetObject / HeadObject answer it (ranges, conditions)."""
+    async def object(self, key: str, *, as_asked: bool = True) -> web.StreamResponse:
+        """The object, as GetObject / HeadObject answer it: with the request's Range and
+        conditions (``as_asked``), or whole (the error document: the visitor's Range and
+        conditions were about the page asked for, not about it)."""
         op = Op.HeadObject if self.request.method == "HEAD" else Op.GetObject
+        request = self.request
+        if not as_asked:
+            kept = {k: v for k, v in request.headers.items() if k.lower() not in _PER_OBJECT}
+            request = request.clone(headers=kept)
         ctx = S3Request(
-            request=self.request,
+            request=request,
             endpoint=Endpoint(op, self.bucket, key, MappingProxyType({})),
             auth=ANONYMOUS,
             engine=self.engine,
@@ -93,14 +103,19 @@ class Visit:
         )
         return await (head_object if op is Op.HeadObject else get_object)(ctx)
 
-    def page(self, err: S3Error, extra: dict[str, str] | None = None) -> web.Response:
+    def page(
+        self,
+        err: S3Error,
+        extra: dict[str, str] | None = None,
+        error_document: dict[str, str] | None = None,
+    ) -> web.Response:
         reason = HTTPStatus(err.status).phrase
-        details = {**(extra or {}), "RequestId": self.request_id}
-        text = website.error_page(err.status, reason, err.code, err.message, details)
-        body = b"" if self.request.method == "HEAD" else text.encode()
-        resp = web.Response(status=err.status, body=body, content_type="text/html")
-        if self.request.method == "HEAD":
-            resp.headers["Content-Length"] = "0"
+        fields = {"Code": err.code, "Message": err.message, **(extra or {})}
+        fields["RequestId"] = self.request_id
+        text = website.error_page(err.status, reason, fields, error_document)
+        # HEAD: aiohttp sends the headers of the page (its true length) without the body
+        resp = web.Response(status=err.status, text=text, content_type="text/html")
+        resp.headers.update(err.headers)
         return resp
 
 
@@ -115,7 +130,12 @@ async def serve(visit: Visit) -> web.StreamResponse:
 async def _serve(s: Visit) -> web.StreamResponse:
     request = s.request
     if request.method not in ("GET", "HEAD"):
-        raise S3Error("MethodNotAllowed", Method=request.method, ResourceType="OBJECT")
+        raise S3Error(
+            "MethodNotAllowed",
+            Method=request.method,
+            ResourceType="OBJECT",
+            headers={"Allow": "GET, HEAD, OPTIONS"},
+        )
     rec = s.engine.lookup(lambda txn: txn.bucket(s.bucket))
     if rec is None:
         raise S3Error("NoSuchBucket", bucket_name=s.bucket)
@@ -143,15 +163,25 @@ async def _serve(s: Visit) -> web.StreamResponse:
         return s.redirect(target) if target else obj
     folder = f"{key}/{site.index}"
     if key == asked and s.access.can_read(folder) and s.exists(folder):
-        return s.redirect(f"/{key}/", 302)  # a "directory" asked for without its slash
+        # a "directory" asked for without its slash
+        return s.redirect(f"/{website.encode_key(key)}/", 302)
     status = 404 if s.access.can_read(key) else 403
     rule = site.rule_after(asked, status)
     if rule is not None:
         where = website.redirect_location(rule.redirect, asked, rule.key_prefix or "", scheme, host)
         return s.redirect(where, int(rule.redirect.code or 301))
     err = S3Error("NoSuchKey", Key=key) if status == 404 else S3Error("AccessDenied")
-    if site.error is not None and s.access.can_read(site.error) and s.exists(site.error):
-        page = await s.object(site.error)
+    details = {"Key": key} if status == 404 else None
+    if site.error is None:
+        return s.page(err, details)
+    if s.access.can_read(site.error) and s.exists(site.error):
+        page = await s.object(site.error, as_asked=False)
         page.set_status(status)
         return page
-    return s.page(err, {"Key": key} if status == 404 else None)
+    # S3 says why its custom error document could not be served
+    why = (
+        {"Code": "NoSuchKey", "Message": "The specified key does not exist."}
+        if s.access.can_read(site.error)
+        else {"Code": "AccessDenied", "Message": "Access Denied"}
+    )
+    return s.page(err, details, {**why, "Key": site.error})
