@@ -665,3 +665,41 @@ def test_versions_listing(rclone: Rclone, s3: Any, bucket: str) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
     listed = rclone("lsf", "-R", "--files-only", "--s3-versions", f"s3d:{bucket}").stdout
     assert sorted(listed.split()) == ["one", "two/three"]
+
+
+def test_anonymous_reads_of_a_public_bucket(
+    rclone: Rclone, s3: Any, bucket: str, server: Server, tmp_path: Path
+) -> None:
+    """A remote without credentials (rclone signs nothing) reads and lists a bucket whose
+    policy grants everyone s3:GetObject and s3:ListBucket; its writes are refused."""
+    s3.put_object(Bucket=bucket, Key="a/b.txt", Body=b"public data")
+    s3.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:ListBucket",
+                        "Resource": f"arn:aws:s3:::{bucket}",
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{bucket}/*",
+                    },
+                ],
+            }
+        ),
+    )
+    anonymous = f":s3,provider=Other,endpoint='{server.endpoint}',env_auth=false:{bucket}"
+    assert rclone("lsf", "-R", "--files-only", anonymous).stdout.split() == ["a/b.txt"]
+    assert rclone("cat", f"{anonymous}/a/b.txt").stdout == "public data"
+    local = tmp_path / "new.txt"
+    local.write_text("x")
+    refused = rclone("copyto", str(local), f"{anonymous}/new.txt", check=False)
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr, refused.stderr
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["a/b.txt"]
