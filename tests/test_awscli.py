@@ -314,3 +314,53 @@ def test_put_object_with_crc32_checksum(aws: Aws, tmp_path: Path, server: Server
     aws("s3", "rb", f"s3://{b}")
     report = server.fsck()
     assert report["ok"], report["output"]
+
+
+def test_bucket_configurations(aws: Aws, tmp_path: Path, server: Server) -> None:
+    """CORS, lifecycle and website configurations as the aws cli sets and reads them,
+    including `aws s3 website` (which writes a WebsiteConfiguration)."""
+    b = new_bucket()
+    aws("s3", "mb", f"s3://{b}")
+    cors = {
+        "CORSRules": [
+            {
+                "AllowedOrigins": ["https://app.example"],
+                "AllowedMethods": ["GET", "PUT"],
+                "AllowedHeaders": ["*"],
+                "MaxAgeSeconds": 600,
+            }
+        ]
+    }
+    (tmp_path / "cors.json").write_text(json.dumps(cors))
+    aws("s3api", "put-bucket-cors", "--bucket", b, "--cors-configuration", "file://cors.json",
+        cwd=tmp_path)  # fmt: skip
+    assert json.loads(aws("s3api", "get-bucket-cors", "--bucket", b).stdout) == cors
+
+    rules = {
+        "Rules": [
+            {
+                "ID": "tmp",
+                "Filter": {"Prefix": "tmp/"},
+                "Status": "Enabled",
+                "Expiration": {"Days": 7},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            }
+        ]
+    }
+    (tmp_path / "lc.json").write_text(json.dumps(rules))
+    aws("s3api", "put-bucket-lifecycle-configuration", "--bucket", b,
+        "--lifecycle-configuration", "file://lc.json", cwd=tmp_path)  # fmt: skip
+    got = json.loads(aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", b).stdout)
+    assert got["Rules"] == rules["Rules"]
+
+    aws("s3", "website", f"s3://{b}", "--index-document", "index.html",
+        "--error-document", "error.html")  # fmt: skip
+    site = json.loads(aws("s3api", "get-bucket-website", "--bucket", b).stdout)
+    assert site["IndexDocument"] == {"Suffix": "index.html"}
+    assert site["ErrorDocument"] == {"Key": "error.html"}
+
+    for kind in ("cors", "lifecycle", "website"):
+        aws("s3api", f"delete-bucket-{kind}", "--bucket", b)
+    missing = aws("s3api", "get-bucket-cors", "--bucket", b, check=False)
+    assert missing.returncode != 0 and "NoSuchCORSConfiguration" in missing.stderr
+    aws("s3", "rb", f"s3://{b}")
