@@ -29,6 +29,7 @@ DAY_MS = 86_400_000
 PAGE = 1000
 UPLOADS_PER_PASS = 10_000
 KIND = "lifecycle"  # the bucket configuration holding the rules (BucketRecord.configs)
+LAST_DATE_MS = 253_402_214_400_000  # 9999-12-31T00:00:00Z, the last midnight a date can name
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,9 @@ def expiry_of(raw_rules: str, key: str, rec: ObjectRecord) -> tuple[int, str] | 
         if not rule.enabled:
             continue
         when = rule.expiry_ms(rec.mtime_ms)
-        if when is not None and rule.filter.matches(key, rec.size, rec.tags):
+        if when is None or when > LAST_DATE_MS:  # no date to name (Days in the millions)
+            continue
+        if rule.filter.matches(key, rec.size, rec.tags):
             if best is None or when < best[0]:
                 best = (when, rule.id)
     return best

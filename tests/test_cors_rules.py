@@ -85,6 +85,7 @@ def test_rules_from_document_and_json_round_trip() -> None:
         ({"AllowedHeader": ["x-*-*"]}, "InvalidRequest"),
         ({"MaxAgeSeconds": ["ten"]}, "MalformedXML"),
         ({"MaxAgeSeconds": ["1.5"]}, "MalformedXML"),
+        ({"MaxAgeSeconds": ["9" * 5000]}, "MalformedXML"),  # more than int() takes
         ({"ExposeHeader": ["*"]}, "InvalidRequest"),
         ({"ExposeHeader": ["x y"]}, "InvalidRequest"),
         ({"ID": ["x" * 256]}, "InvalidArgument"),

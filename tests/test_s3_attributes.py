@@ -86,6 +86,13 @@ def test_refusals(server: Server, s3: Any, bucket: str) -> None:
         headers={"x-amz-object-attributes": "ETag,Colour"},
     )  # fmt: skip
     assert status == 400 and b"<Code>InvalidArgument</Code>" in body, body
+    for header in ("x-amz-max-parts", "x-amz-part-number-marker"):
+        for value in ("-1", "two", "9" * 5000):  # the last was a 500
+            status, _, body = raw_request(
+                server, "GET", f"/{bucket}/k", query="attributes",
+                headers={"x-amz-object-attributes": "ObjectParts", header: value},
+            )  # fmt: skip
+            assert status == 400 and b"<Code>InvalidArgument</Code>" in body, (header, body)
     with pytest.raises(ClientError) as e:
         s3.get_object_attributes(Bucket=bucket, Key="missing", ObjectAttributes=["ETag"])
     assert_error(e, "NoSuchKey", 404)

@@ -208,6 +208,10 @@ def test_duplicate_rule_ids(s3: Any, bucket: str) -> None:
         b"</LifecycleConfiguration>",
         b"<LifecycleConfiguration><Rule><Filter/><Status>Enabled</Status><Expiration>"
         b"<Days>ten</Days></Expiration></Rule></LifecycleConfiguration>",
+        # more digits than int() takes (was a 500)
+        b"<LifecycleConfiguration><Rule><Filter/><Status>Enabled</Status><Expiration><Days>"
+        + b"9" * 5000
+        + b"</Days></Expiration></Rule></LifecycleConfiguration>",
         b"<Lifecycle/>",
         b"<LifecycleConfiguration><Rule>",
     ],
@@ -278,6 +282,16 @@ def test_get_and_head_name_the_expiry(s3: Any, bucket: str) -> None:
     temp = s3.head_object(Bucket=bucket, Key="temp")["Expiration"]
     assert temp == 'expiry-date="Wed, 01 Jan 2020 00:00:00 GMT", rule-id="temp"'
     assert "Expiration" not in s3.head_object(Bucket=bucket, Key="other")  # the rule is off
+
+
+def test_an_expiry_past_any_date_names_none(s3: Any, bucket: str) -> None:
+    """Days in the hundreds of millions are a valid rule, but no HTTP date can name the
+    expiry: GET and HEAD answer without x-amz-expiration (they answered 500)."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    rule = {"ID": "far", "Filter": {}, "Status": "Enabled", "Expiration": {"Days": 999_999_999}}
+    set_rules(s3, bucket, rule)
+    assert "Expiration" not in s3.head_object(Bucket=bucket, Key="k")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
 
 
 # -- applying the rules --------------------------------------------------------------------

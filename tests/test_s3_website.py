@@ -153,8 +153,23 @@ def test_configuration_round_trip(s3: Any, site: str) -> None:
             },
             "InvalidArgument",
         ),
+        (  # more digits than int() takes (was a 500)
+            {
+                "IndexDocument": {"Suffix": "i"},
+                "RoutingRules": [{"Redirect": {"HttpRedirectCode": "3" * 5000}}],
+            },
+            "InvalidArgument",
+        ),
     ],
-    ids=["no-index", "slash", "empty", "redirect-all-and-more", "protocol", "both-replaces"],
+    ids=[
+        "no-index",
+        "slash",
+        "empty",
+        "redirect-all-and-more",
+        "protocol",
+        "both-replaces",
+        "huge-code",
+    ],
 )
 def test_refused_configurations(s3: Any, site: str, config: dict[str, Any], code: str) -> None:
     with pytest.raises(ClientError) as e:

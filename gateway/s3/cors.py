@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from gateway.s3.errors import S3Error
-from gateway.s3.xml import Node
+from gateway.s3.xml import Node, decimal
 
 METHODS = ("GET", "PUT", "HEAD", "POST", "DELETE")
 MAX_RULES = 100
 MAX_ID_LEN = 255
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
-_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +86,9 @@ def rules_from_document(parsed: Sequence[Mapping[str, list[str]]]) -> tuple[Cors
                 )
         max_age = None
         if r["MaxAgeSeconds"]:
-            text = r["MaxAgeSeconds"][0]
-            if not _INTEGER.fullmatch(text):
+            max_age = decimal(r["MaxAgeSeconds"][0])  # S3 keeps a negative one too
+            if max_age is None:
                 raise S3Error("MalformedXML")
-            max_age = int(text)  # S3 keeps a negative one too
         rule_id = r["ID"][0] if r["ID"] else None
         if rule_id is not None and len(rule_id) > MAX_ID_LEN:
             raise S3Error("InvalidArgument", "ID length should not exceed allowed limit of 255")

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from xml.etree.ElementTree import Element
 
 from gateway.s3.errors import S3Error
-from gateway.s3.xml import Node, child_text, parse
+from gateway.s3.xml import Node, child_text, decimal, parse
 
 KIND = "website"
 MAX_RULES = 50
@@ -75,7 +75,8 @@ def _redirect(el: Element, *, all_requests: bool) -> Redirect:
             raise S3Error("MalformedXML")
         return Redirect(host=host, protocol=protocol)
     code = child_text(el, "HttpRedirectCode")
-    if code is not None and (not code.isdigit() or not 300 <= int(code) <= 399):
+    value = decimal(code, digits=3)
+    if code is not None and (value is None or not 300 <= value <= 399):
         raise S3Error("InvalidArgument", "The provided HTTP redirect code is not valid.")
     prefix, whole = child_text(el, "ReplaceKeyPrefixWith"), child_text(el, "ReplaceKeyWith")
     host = child_text(el, "HostName")
@@ -127,7 +128,8 @@ def from_xml(body: bytes) -> Website:
         error_code = None if cond is None else child_text(cond, "HttpErrorCodeReturnedEquals")
         if cond is not None and key_prefix is None and error_code is None:
             raise S3Error("MalformedXML")
-        if error_code is not None and not (error_code.isdigit() and 400 <= int(error_code) < 600):
+        status = decimal(error_code, digits=3)
+        if error_code is not None and (status is None or not 400 <= status < 600):
             raise S3Error("InvalidArgument", "The provided HTTP error code is not valid.")
         rules.append(
             RoutingRule(_redirect(redirect_el, all_requests=False), key_prefix, error_code)

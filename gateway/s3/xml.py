@@ -95,6 +95,22 @@ def parse(body: bytes) -> ET.Element:
     return root
 
 
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def decimal(text: str | None, *, digits: int = 10) -> int | None:
+    """The value of a request's decimal numeral (XML element or header) of at most
+    ``digits`` digits, else None. The bound keeps int() off numerals that Python refuses
+    (over 4300 digits) and values the server cannot carry (an S3 Integer has 10 digits at
+    most, a Long 19)."""
+    if text is None or not _DECIMAL.fullmatch(text.strip()):
+        return None
+    text = text.strip()
+    if len(text.lstrip("-")) > digits:
+        return None
+    return int(text)
+
+
 def child_text(el: ET.Element, tag: str) -> str | None:
     c = el.find(tag)
     return None if c is None else (c.text or "")

@@ -29,7 +29,7 @@ from gateway.s3.handlers.common import (
 )
 from gateway.s3.handlers.tagging import MAX_OBJECT_TAGS, check_tags
 from gateway.s3.router import Op
-from gateway.s3.xml import Node, child_text, parse, timestamp
+from gateway.s3.xml import Node, child_text, decimal, parse, timestamp
 
 MAX_RULES = 1000
 MAX_ID_LEN = 255
@@ -51,22 +51,22 @@ def _positive(el: ET.Element, tag: str, action: str) -> int | None:
     text = child_text(el, tag)
     if text is None:
         return None
-    text = text.strip()
-    if not (text.isascii() and text.lstrip("-").isdigit()):
+    value = decimal(text)
+    if value is None:
         raise _malformed()
-    if int(text) <= 0:
+    if value <= 0:
         raise S3Error("InvalidArgument", f"'{tag}' for {action} action must be a positive integer")
-    return int(text)
+    return value
 
 
 def _size(el: ET.Element, tag: str) -> int | None:
     text = child_text(el, tag)
     if text is None:
         return None
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()):
+    value = decimal(text, digits=19)  # a Long
+    if value is None or value < 0:
         raise _malformed()
-    return int(text)
+    return value
 
 
 def _tag(el: ET.Element) -> tuple[str, str]:

@@ -44,7 +44,7 @@ from gateway.s3.objectmeta import (
     verify_checksums,
 )
 from gateway.s3.router import Op
-from gateway.s3.xml import Node, parse_delete, timestamp
+from gateway.s3.xml import Node, decimal, parse_delete, timestamp
 
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB (a single PUT is limited to 5 GiB as in S3)
 MAX_PUT_SIZE = 5 * 1024**3
@@ -349,9 +349,10 @@ def _int_header(r: S3Request, name: str, default: int) -> int:
     raw = r.header(name)
     if raw is None:
         return default
-    if not raw.strip().isdigit():
+    value = decimal(raw)
+    if value is None or value < 0:
         raise S3Error("InvalidArgument", f"Invalid {name}.", ArgumentName=name, ArgumentValue=raw)
-    return int(raw)
+    return value
 
 
 async def get_object_attributes(r: S3Request) -> web.StreamResponse:
