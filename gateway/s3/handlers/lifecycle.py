@@ -27,7 +27,7 @@ from gateway.s3.handlers.common import (
     stored_config,
     xml_response,
 )
-from gateway.s3.handlers.tagging import MAX_OBJECT_TAGS, check_tags
+from gateway.s3.handlers.tagging import check_tags
 from gateway.s3.router import Op
 from gateway.s3.xml import Node, child_text, decimal, parse, timestamp
 
@@ -101,7 +101,7 @@ def _filter(rule: ET.Element) -> tuple[Filter, str]:
     keys = [k for k, _ in tags]
     if len(set(keys)) != len(keys):
         raise S3Error("InvalidRequest", "Duplicate Tag Keys are not allowed.")
-    check_tags(tags, limit=max(len(tags), MAX_OBJECT_TAGS))
+    check_tags(tags, limit=None)
     flt = Filter(
         prefix=child_text(body, "Prefix") or "",
         tags=tuple(tags),

@@ -46,7 +46,7 @@ async def _read_form(r: S3Request) -> tuple[dict[str, str], BodyPartReader]:
     """The fields before ``file`` (lower-case names, first value wins) and the file part."""
     try:
         reader = await r.request.multipart()
-    except (ValueError, AssertionError, KeyError) as exc:
+    except ValueError as exc:  # no or a bad boundary
         raise _malformed() from exc
     fields: dict[str, str] = {}
     budget = MAX_FIELD_BYTES
@@ -101,7 +101,7 @@ def _tags(document: str | None) -> dict[str, str]:
 
 async def _ingest(
     r: S3Request, part: BodyPartReader, policy: postpolicy.PostPolicy, algorithms: list[str]
-) -> tuple[Ingest, int]:
+) -> Ingest:
     ingest = Ingest(r.engine, algorithms, inline=True)
     size = 0
     try:
@@ -115,7 +115,7 @@ async def _ingest(
     except BaseException:
         await asyncio.shield(ingest.abort())
         raise
-    return ingest, size
+    return ingest
 
 
 async def post_object(r: S3Request) -> web.StreamResponse:
@@ -149,7 +149,7 @@ async def post_object(r: S3Request) -> web.StreamResponse:
     content_headers, meta = stored_headers(headers)
     tags = _tags(fields.get("tagging"))
     checks = checksum_request(headers)
-    ingest, _ = await _ingest(r, part, policy, checks.algorithms)
+    ingest = await _ingest(r, part, policy, checks.algorithms)
     try:
         result = await ingest.finish()
         checksums = verify_checksums(checks, {}, result.checksums)

@@ -48,10 +48,11 @@ def _allowed(text: str) -> bool:
     )
 
 
-def check_tags(pairs: Iterable[tuple[str, str]], *, limit: int) -> dict[str, str]:
-    """The tag set of ``pairs``, or the S3 error that refuses it."""
+def check_tags(pairs: Iterable[tuple[str, str]], *, limit: int | None) -> dict[str, str]:
+    """The tag set of ``pairs``, or the S3 error that refuses it (``limit``: at most that
+    many tags; None: any number, as in a lifecycle filter)."""
     pairs = list(pairs)
-    if len(pairs) > limit:
+    if limit is not None and len(pairs) > limit:
         what = "Object tags" if limit == MAX_OBJECT_TAGS else "Bucket tag count"
         raise S3Error("BadRequest", f"{what} cannot be greater than {limit}")
     tags: dict[str, str] = {}

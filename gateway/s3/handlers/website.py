@@ -83,6 +83,17 @@ class Visit:
             self.engine.lookup(lambda txn: catalog.get_object_bytes(txn, bucket, key)) is not None
         )
 
+    async def found(self, key: str, *, as_asked: bool = True) -> web.StreamResponse | None:
+        """The object if everyone may read it and it exists (one lookup), else None."""
+        if not self.access.can_read(key):
+            return None
+        try:
+            return await self.object(key, as_asked=as_asked)
+        except S3Error as err:
+            if err.code != "NoSuchKey":
+                raise
+            return None
+
     async def object(self, key: str, *, as_asked: bool = True) -> web.StreamResponse:
         """The object, as GetObject / HeadObject answer it: with the request's Range and
         conditions (``as_asked``), or whole (the error document: the visitor's Range and
@@ -157,8 +168,8 @@ async def _serve(s: Visit) -> web.StreamResponse:
     assert site.index is not None  # a configuration without RedirectAllRequestsTo has one
     key = asked + site.index if asked == "" or asked.endswith("/") else asked
     s.access = public_access(s.engine, s.bucket)
-    if s.access.can_read(key) and s.exists(key):
-        obj = await s.object(key)
+    obj = await s.found(key)
+    if obj is not None:
         target = obj.headers.get("x-amz-website-redirect-location")
         return s.redirect(target) if target else obj
     folder = f"{key}/{site.index}"
@@ -174,8 +185,8 @@ async def _serve(s: Visit) -> web.StreamResponse:
     details = {"Key": key} if status == 404 else None
     if site.error is None:
         return s.page(err, details)
-    if s.access.can_read(site.error) and s.exists(site.error):
-        page = await s.object(site.error, as_asked=False)
+    page = await s.found(site.error, as_asked=False)
+    if page is not None:
         page.set_status(status)
         return page
     # S3 says why its custom error document could not be served
